@@ -1,0 +1,1 @@
+"""Prefect flows that chain ganpipe's stages; see flows/pipeline.py."""

@@ -1,0 +1,61 @@
+"""ganpipe's own components, registered through the public hooks like any outside plugin."""
+
+from __future__ import annotations
+
+from ganpipe import hookimpl
+
+
+@hookimpl
+def ganpipe_generators():
+    from ganpipe.builtin.nets import DCGANGenerator
+
+    return {"dcgan": DCGANGenerator}
+
+
+@hookimpl
+def ganpipe_discriminators():
+    from ganpipe.builtin.nets import DCGANDiscriminator
+
+    return {"dcgan": DCGANDiscriminator}
+
+
+@hookimpl
+def ganpipe_losses():
+    from ganpipe.builtin.losses import LOSSES
+
+    return dict(LOSSES)
+
+
+@hookimpl
+def ganpipe_regularizers():
+    from ganpipe.builtin.regularizers import REGULARIZERS
+
+    return dict(REGULARIZERS)
+
+
+@hookimpl
+def ganpipe_augmentations():
+    from ganpipe.builtin.augment import AUGMENTATIONS
+
+    return dict(AUGMENTATIONS)
+
+
+@hookimpl
+def ganpipe_style_encoders():
+    from ganpipe.builtin.encoders import ENCODERS
+
+    return dict(ENCODERS)
+
+
+@hookimpl
+def ganpipe_quality_filters():
+    from ganpipe.builtin.filters import FILTERS
+
+    return dict(FILTERS)
+
+
+@hookimpl
+def ganpipe_sources():
+    from ganpipe.builtin.sources import SOURCES
+
+    return dict(SOURCES)

@@ -1,0 +1,122 @@
+"""Conditional DCGAN: the classic transposed-convolution generator and strided-conv discriminator.
+
+The style condition enters the generator through class-conditional batch norm (each style owns a
+gain and bias per channel) and the discriminator through a projection head (inner product of the
+style embedding with the image features), which condition far more strongly than concatenating a
+one-hot vector, so styles separate early in training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _num_doublings(image_size: int) -> int:
+    n = int(math.log2(image_size)) - 2
+    if image_size < 8 or 2 ** (n + 2) != image_size:
+        raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
+    return n
+
+
+class ConditionalBatchNorm(nn.Module):
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(cond_dim, channels)
+        self.bias = nn.Linear(cond_dim, channels)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.ones_(self.gain.bias)
+        nn.init.zeros_(self.bias.weight)
+        nn.init.zeros_(self.bias.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gain(cond)[:, :, None, None] + self.bias(cond)[:, :, None, None]
+
+
+class DCGANGenerator(nn.Module):
+    """z + style -> image; ``style_embedding`` (optional) steers it with a continuous style code."""
+
+    def __init__(
+        self,
+        num_styles: int,
+        image_size: int,
+        z_dim: int = 64,
+        channels: int = 16,
+        max_channels: int = 256,
+        cond_dim: int = 64,
+        style_embedding_dim: int = 0,
+    ):
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_styles = num_styles
+        self.image_size = image_size
+        self.style_embedding_dim = style_embedding_dim
+        n = _num_doublings(image_size)
+        widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
+        self.embed = nn.Embedding(num_styles, cond_dim)
+        self.embed_continuous = (
+            nn.Linear(style_embedding_dim, cond_dim) if style_embedding_dim > 0 else None
+        )
+        self.project = nn.Linear(z_dim + cond_dim, widths[0] * 16)
+        self.norms = nn.ModuleList(ConditionalBatchNorm(w, cond_dim) for w in widths)
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=False) for i in range(n)
+        )
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        self.width0 = widths[0]
+
+    def condition(self, style: torch.Tensor, style_embedding: torch.Tensor | None) -> torch.Tensor:
+        cond = self.embed(style)
+        if style_embedding is not None and self.embed_continuous is not None:
+            cond = cond + self.embed_continuous(style_embedding)
+        return cond
+
+    def forward(
+        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        cond = self.condition(style, style_embedding)
+        x = self.project(torch.cat([z, cond], dim=1)).view(-1, self.width0, 4, 4)
+        for norm, up in zip(self.norms[:-1], self.ups):
+            x = up(torch.relu(norm(x, cond)))
+        return torch.tanh(self.to_rgb(torch.relu(self.norms[-1](x, cond))))
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """One feature map holding the spread of features across a small group of images
+    (Karras et al. 2018): a collapsed generator, whose samples barely differ, becomes easy to
+    spot, which pushes it back towards diversity within each style."""
+    n, c, h, w = x.shape
+    g = min(group, n)
+    while n % g:
+        g -= 1
+    y = x.view(g, n // g, c, h, w)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
+    return y.repeat(g)[:, None, None, None].expand(n, 1, h, w)
+
+
+class DCGANDiscriminator(nn.Module):
+    """image + style -> realism logit, with a projection head for the style."""
+
+    def __init__(
+        self, num_styles: int, image_size: int, channels: int = 16, max_channels: int = 256
+    ):
+        super().__init__()
+        n = _num_doublings(image_size)
+        widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1), nn.LeakyReLU(0.2)]
+        for i in range(n):
+            layers += [nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.final = nn.Conv2d(widths[-1] + 1, widths[-1], 3, 1, 1)
+        self.linear = nn.Linear(widths[-1], 1)
+        self.embed = nn.Embedding(num_styles, widths[-1])
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        x = self.features(images)
+        x = torch.cat([x, minibatch_stddev(x)], dim=1)
+        h = nn.functional.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(style) * h).sum(dim=1)

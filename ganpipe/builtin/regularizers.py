@@ -1,0 +1,53 @@
+"""Training regularisers."""
+
+from __future__ import annotations
+
+import torch
+
+
+class R1:
+    """R1 gradient penalty on real images (Mescheder et al. 2018), applied lazily every
+    ``interval`` steps and scaled by it, as StyleGAN2 does, to cost a fraction of the time."""
+
+    def __init__(self, gamma: float = 1.0, interval: int = 4):
+        if gamma < 0 or interval < 1:
+            raise ValueError("r1 needs gamma >= 0 and interval >= 1")
+        self.gamma = gamma
+        self.interval = interval
+
+    def d_penalty(self, discriminator, real_images, style, step: int):
+        if step % self.interval:
+            return None
+        real = real_images.detach().requires_grad_(True)
+        logits = discriminator(real, style)
+        (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        return 0.5 * self.gamma * self.interval * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+
+    def g_penalty(self, fakes, latents, style, step: int):
+        return None
+
+
+class Diversity:
+    """Mode-seeking regulariser (Mao et al. 2019, MSGAN): two latents of the same style must
+    give images that differ in proportion to how much the latents differ. It counters the
+    collapse of a style to one image, the commonest failure of conditional GANs on small data.
+    The trainer pairs the two halves of each batch by style, which this relies on."""
+
+    def __init__(self, weight: float = 1.0, eps: float = 1e-5):
+        if weight < 0:
+            raise ValueError("diversity weight must be >= 0")
+        self.weight, self.eps = weight, eps
+
+    def d_penalty(self, discriminator, real_images, style, step: int):
+        return None
+
+    def g_penalty(self, fakes, latents, style, step: int):
+        half = fakes.shape[0] // 2
+        if half == 0:
+            return None
+        image_gap = (fakes[:half] - fakes[half : 2 * half]).abs().mean(dim=(1, 2, 3))
+        latent_gap = (latents[:half] - latents[half : 2 * half]).abs().mean(dim=1)
+        return self.weight / ((image_gap / latent_gap).mean() + self.eps)
+
+
+REGULARIZERS = {"r1": R1, "diversity": Diversity}

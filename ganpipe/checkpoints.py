@@ -1,0 +1,106 @@
+"""Checkpoints and exported models: self-describing, and safe to load from anyone.
+
+A checkpoint holds the full training state (networks, EMA, optimisers, RNG states, step) as plain
+tensors and numbers, loaded with ``weights_only=True`` so a tampered file cannot run code. An
+exported model is safetensors weights plus a JSON of constructor arguments and the style table:
+``ganpipe generate`` rebuilds it from the registry without the training config or code.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ganpipe.errors import StoreError
+from ganpipe.progress import log
+from ganpipe.store import RunStore
+
+_CKPT = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}.pt"
+
+
+def save_checkpoint(store: RunStore, folder: str, step: int, state: dict) -> str:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return store.write_bytes(f"{folder}/{checkpoint_name(step)}", buf.getvalue())
+
+
+def load_checkpoint_bytes(data: bytes, where: str) -> dict:
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise StoreError(
+            f"checkpoint cannot be loaded safely ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:200]})",
+            where=where,
+            fix="it is corrupt, or holds objects other than tensors; use another checkpoint",
+        ) from None
+
+
+def newest_valid_checkpoint(store: RunStore, folder: str) -> tuple[int, dict] | None:
+    """The newest checkpoint that loads; a truncated newest one (a crash mid-write on a store
+    without atomic rename) is skipped with a warning rather than ending the run."""
+    steps = sorted(
+        (int(m.group(1)) for name in store.listdir(folder) if (m := _CKPT.match(name))),
+        reverse=True,
+    )
+    for step in steps:
+        rel = f"{folder}/{checkpoint_name(step)}"
+        try:
+            return step, load_checkpoint_bytes(store.read_bytes(rel), store.uri(rel))
+        except StoreError as exc:
+            log.warning("skipping checkpoint %s: %s", rel, exc.what)
+    return None
+
+
+@dataclass
+class ExportedNetwork:
+    kind: str  # generator | discriminator
+    name: str  # registered component name
+    options: dict  # constructor arguments
+    metadata: dict  # style table, fingerprints, steps
+
+    def build(self, registry):
+        return registry.get(self.kind, self.name).factory(**self.options)
+
+
+def export_network(store: RunStore, folder: str, kind: str, name: str, options: dict,
+                   module: torch.nn.Module, metadata: dict) -> str:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    store.write_bytes(posixpath.join(folder, f"{kind}.safetensors"), save_safetensors(state))
+    return store.write_json(
+        posixpath.join(folder, f"{kind}.json"),
+        {"kind": kind, "name": name, "options": options, **metadata},
+    )
+
+
+def load_network(store: RunStore, folder: str, kind: str, registry) -> tuple[torch.nn.Module, dict]:
+    """Rebuild an exported network from its JSON description and safetensors weights."""
+    description = posixpath.join(folder, f"{kind}.json")
+    if not store.exists(description):
+        raise StoreError(
+            f"no exported {kind} in {store.uri(folder)}",
+            where="model",
+            fix="train the model first ('ganpipe train'), or point --model at a model version",
+        )
+    meta = store.read_json(description)
+    module = registry.get(kind, meta["name"]).factory(**meta["options"])
+    state = load_safetensors(store.read_bytes(posixpath.join(folder, f"{kind}.safetensors")))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise StoreError(
+            f"exported {kind} weights do not fit {meta['name']!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
+            where=store.uri(folder),
+            fix="the plugin providing this architecture changed; use the version that trained it",
+        )
+    return module.eval(), meta

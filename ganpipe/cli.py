@@ -1,0 +1,353 @@
+"""The ``ganpipe`` command line.
+
+Only typer and rich load at start-up; torch and prefect load inside the commands that need them,
+so ``ganpipe --help`` answers at once. Every failure a user can cause ends with one paragraph
+saying what, where and how to fix it, and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="ganpipe",
+    help="Style-diverse image generation with GANs: ingest, discover styles, train, generate, "
+    "filter, report. With no CONFIG file every command runs the built-in demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+ConfigArg = typer.Argument(None, help="YAML config file; omit it to use the built-in demo config.")
+SetOpt = typer.Option(
+    [], "--set", "-s", help="Override a config key, e.g. --set train.steps=2000 (value is YAML)."
+)
+_debug = {"on": False}
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _debug["on"] = debug or os.environ.get("GANPIPE_DEBUG") == "1"
+
+
+# Helpers -----------------------------------------------------------------------------------
+
+
+def _prefect_defaults() -> None:
+    """Run offline out of the box: no telemetry, and time for a cold ephemeral API to start."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "ganpipe")
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Run a command body; user errors become one paragraph and exit code 1."""
+    from ganpipe.errors import GanpipeError
+
+    try:
+        return fn()
+    except GanpipeError as exc:
+        if _debug["on"]:
+            raise
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: rerun the same command to resume.")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if _debug["on"]:
+            raise
+        console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. This is a ganpipe bug, "
+            "not something in your config: rerun with --debug for the traceback and report it.",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(3) from None
+
+
+def _load(config: Optional[Path], overrides: list[str]):
+    from ganpipe.config import load_config
+
+    return load_config(config, overrides)
+
+
+class _RichReporter:
+    """Shows stage progress as rich progress bars."""
+
+    def __init__(self):
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, description: str, total: int | None):
+        if not self.progress.live.is_started:
+            self.progress.start()
+        task_id = self.progress.add_task(description, total=total)
+        self.tasks[description] = task_id
+        return lambda n=1: self.progress.advance(task_id, n)
+
+    def finish(self, description: str) -> None:
+        task_id = self.tasks.pop(description, None)
+        if task_id is not None:
+            total = self.progress.tasks[task_id].total
+            if total is not None:
+                self.progress.update(task_id, completed=self.progress.tasks[task_id].completed)
+
+    def stop(self) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+
+def _with_progress(fn: Callable[[], Any]) -> Any:
+    import logging
+
+    from rich.logging import RichHandler
+
+    from ganpipe import progress
+
+    reporter = _RichReporter()
+    progress.set_reporter(reporter)
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    logger = logging.getLogger("ganpipe")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return _guard(fn)
+    finally:
+        reporter.stop()
+        progress.set_reporter(None)
+        logger.removeHandler(handler)
+
+
+def _print_record(title: str, record: dict) -> None:
+    out.print(f"[bold green]{title}[/]")
+    out.print_json(json.dumps(record, default=str))
+
+
+# Commands ----------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    summary_json: Optional[Path] = typer.Option(
+        None, "--summary-json", help="Also write a machine-readable summary of the run here."
+    ),
+) -> None:
+    """Run the whole pipeline as a Prefect flow and print where the report is."""
+
+    def body():
+        cfg = _load(config, set_)
+        _prefect_defaults()
+        from flows.pipeline import pipeline
+
+        return pipeline(config=cfg.model_dump(mode="json"))
+
+    summary = _with_progress(body)
+    if summary_json:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2, default=str))
+    c = summary["counts"]
+    out.print(
+        f"[bold green]done[/]: {c['accepted']} images in {c['styles']} styles, "
+        f"{c['train_steps']} training steps, kept {c['kept']} of {c['generated']} samples."
+    )
+    out.print(f"report: {summary['report_uri']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def ingest(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Validate and normalise the dataset sources into the store; quarantine bad inputs."""
+
+    def body():
+        from ganpipe.ingest import ingest as stage
+        from ganpipe.store import RunStore
+
+        cfg = _load(config, set_)
+        return stage(cfg, RunStore.from_config(cfg)).to_dict()
+
+    result = _with_progress(body)
+    _print_record("ingested", result)
+
+
+@app.command()
+def styles(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Embed the dataset with the style encoder and group it into styles; print the table."""
+
+    def body():
+        from ganpipe.store import RunStore
+        from ganpipe.styles import styles as stage
+
+        cfg = _load(config, set_)
+        return stage(cfg, RunStore.from_config(cfg)).to_dict()
+
+    result = _with_progress(body)
+    from rich.table import Table
+
+    table = Table("style", "images", title=f"styles of {result['fingerprint']} ({result['encoder']})")
+    for name, size in zip(result["names"], result["sizes"]):
+        table.add_row(name, str(size))
+    out.print(table)
+    for k, v in result["quality"].items():
+        out.print(f"{k}: {v:.3f}")
+
+
+@app.command()
+def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Train the style-conditioned GAN (resuming if possible) and promote it to current."""
+
+    def body():
+        from ganpipe.generate import promote
+        from ganpipe.store import RunStore
+        from ganpipe.train import train as stage
+
+        cfg = _load(config, set_)
+        store = RunStore.from_config(cfg)
+        result = stage(cfg, store).to_dict()
+        promote(store, result["model"], result["version"])
+        return result
+
+    _print_record("trained", _with_progress(body))
+
+
+@app.command()
+def generate(
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Model version URI (a folder with generator.json); default: current."
+    ),
+    style: Optional[list[str]] = typer.Option(None, "--style", help="Style name or index; repeatable."),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="Samples per style."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="First seed."),
+    out_uri: Optional[str] = typer.Option(
+        None, "--out", help="Store URI to write the batch to; default: the run store."
+    ),
+) -> None:
+    """Generate samples per style from the current (or given) model into a batch."""
+
+    def body():
+        from ganpipe.generate import ModelRef
+        from ganpipe.generate import generate as stage
+        from ganpipe.store import RunStore
+
+        overrides = list(set_)
+        if count is not None:
+            overrides.append(f"generate.per_style={count}")
+        if seed is not None:
+            overrides.append(f"generate.seed={seed}")
+        cfg = _load(config, overrides)
+        store = RunStore.from_config(cfg)
+        ref = ModelRef(RunStore(model, cfg.store.storage_options), "") if model else None
+        target = RunStore(out_uri, cfg.store.storage_options) if out_uri else None
+        return stage(cfg, store, model=ref, styles=style, out=target).to_dict()
+
+    _print_record("generated", _with_progress(body))
+
+
+@app.command(name="filter")
+def filter_(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Score the generated batch with the quality filters and mark what is kept."""
+
+    def body():
+        from ganpipe.filter import filter_batch
+        from ganpipe.generate import planned_batch
+        from ganpipe.plugins import load_registry
+        from ganpipe.store import RunStore
+
+        cfg = _load(config, set_)
+        store, registry = RunStore.from_config(cfg), load_registry(cfg)
+        model, folder = planned_batch(cfg, store, registry)
+        return filter_batch(cfg, store, folder, model, registry).to_dict()
+
+    _print_record("filtered", _with_progress(body))
+
+
+@app.command()
+def report(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Write report.html for the generated batch and print its path."""
+
+    def body():
+        from ganpipe.generate import planned_batch
+        from ganpipe.plugins import load_registry
+        from ganpipe.report import report as stage
+        from ganpipe.store import RunStore
+
+        cfg = _load(config, set_)
+        store, registry = RunStore.from_config(cfg), load_registry(cfg)
+        model, folder = planned_batch(cfg, store, registry)
+        return stage(cfg, store, folder, model, registry).to_dict()
+
+    result = _with_progress(body)
+    out.print(f"report: {result['uri']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plugins(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """List every registered component and the plugin that supplied it."""
+
+    def body():
+        from ganpipe.plugins import load_registry
+
+        return load_registry(_load(config, set_)).all()
+
+    components = _guard(body)
+    from rich.table import Table
+
+    table = Table("kind", "name", "plugin", title="ganpipe components")
+    for c in components:
+        table.add_row(c.kind, c.name, c.plugin)
+    out.print(table)
+
+
+@app.command(name="config")
+def show_config(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Validate the config and print it fully resolved (defaults and overrides applied)."""
+    cfg = _guard(lambda: _load(config, set_))
+    out.print(cfg.to_yaml(), highlight=False, end="")
+
+
+@app.command(name="demo-data")
+def demo_data(
+    target: Path = typer.Argument(..., help="Folder to write the demo images into."),
+    per_style: int = typer.Option(64, min=1, help="Images per style."),
+) -> None:
+    """Write the built-in demo dataset as PNG files, one sub-folder per style."""
+
+    def body():
+        from ganpipe.demo import STYLES, write_demo_dataset
+
+        write_demo_dataset(target, per_style)
+        return len(STYLES) * per_style
+
+    n = _guard(body)
+    out.print(f"wrote {n} images to {target}")
+
+
+def main() -> None:
+    # Typer prints usage errors itself (exit code 2); everything else is handled in _guard.
+    app(prog_name="ganpipe")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Plugin loading and the component registry.
+
+The manager is built by a function, never at import: the built-ins first, then every installed
+``ganpipe`` entry point, then the dotted modules named in ``plugins:``. Components are then looked
+up by kind and name with errors that list what is available and which plugin supplied it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from ganpipe import hookspecs
+from ganpipe.errors import ConfigError, PluginError
+
+BUILTIN_PLUGIN = "ganpipe.builtin"
+
+# Component kind -> (registration hook, config key that names one)
+KINDS: dict[str, tuple[str, str]] = {
+    "generator": ("ganpipe_generators", "model.generator"),
+    "discriminator": ("ganpipe_discriminators", "model.discriminator"),
+    "loss": ("ganpipe_losses", "train.loss"),
+    "regularizer": ("ganpipe_regularizers", "train.regularizers"),
+    "augmentation": ("ganpipe_augmentations", "train.augmentations"),
+    "style_encoder": ("ganpipe_style_encoders", "style.encoder"),
+    "quality_filter": ("ganpipe_quality_filters", "filter.filters"),
+    "source": ("ganpipe_sources", "dataset.sources"),
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str
+    name: str
+    factory: Any
+    plugin: str
+
+
+def build_plugin_manager(extra_modules: list[str] | None = None) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("ganpipe")
+    pm.add_hookspecs(hookspecs)
+    pm.register(importlib.import_module(BUILTIN_PLUGIN), name=BUILTIN_PLUGIN)
+    try:
+        pm.load_setuptools_entrypoints("ganpipe")
+    except Exception as exc:  # a broken installed plugin must not look like a ganpipe bug
+        raise PluginError(
+            f"an installed plugin failed to load: {type(exc).__name__}: {exc}",
+            where="entry points of group 'ganpipe'",
+            fix="upgrade or uninstall the plugin package (pip list shows it)",
+        ) from None
+    for dotted in extra_modules or []:
+        try:
+            module = importlib.import_module(dotted)
+        except Exception as exc:
+            raise PluginError(
+                f"cannot import plugin module {dotted!r}: {type(exc).__name__}: {exc}",
+                where="plugins",
+                fix="install the package that provides it, or fix the dotted name",
+            ) from None
+        if not pm.is_registered(module):  # already loaded through its entry point
+            pm.register(module, name=dotted)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"plugin {exc.plugin!r} implements a hook ganpipe does not have: {exc}",
+            fix="check the hook name against ganpipe/hookspecs.py",
+        ) from None
+    return pm
+
+
+class Registry:
+    """Every registered component, by kind and name, with the plugin that supplied it."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self._components: dict[str, dict[str, Component]] = {}
+        # Name installed plugins after their distribution, which is what users pip-installed.
+        self._labels = {
+            pm.get_name(plugin): f"{pm.get_name(plugin)} ({dist.project_name} {dist.version})"
+            for plugin, dist in pm.list_plugin_distinfo()
+        }
+
+    def _collect(self, kind: str) -> dict[str, Component]:
+        if kind in self._components:
+            return self._components[kind]
+        hook_name, _ = KINDS[kind]
+        found: dict[str, Component] = {}
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            plugin = self._labels.get(impl.plugin_name, impl.plugin_name)
+            try:
+                mapping = impl.function()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {plugin!r} raised in {hook_name}: {type(exc).__name__}: {exc}",
+                    where=hook_name,
+                ) from None
+            if mapping is None:
+                continue
+            if not isinstance(mapping, dict):
+                raise PluginError(
+                    f"plugin {plugin!r} returned {type(mapping).__name__} from {hook_name}, "
+                    "expected a mapping of name to factory",
+                    where=hook_name,
+                )
+            for name, factory in mapping.items():
+                if name in found:
+                    raise PluginError(
+                        f"{kind} {name!r} is registered twice: by {found[name].plugin!r} "
+                        f"and by {plugin!r}",
+                        where=hook_name,
+                        fix="uninstall one of the plugins, or have one rename its component",
+                    )
+                if not callable(factory):
+                    raise PluginError(
+                        f"plugin {plugin!r} registered {kind} {name!r} with a "
+                        f"{type(factory).__name__}, not a factory",
+                        where=hook_name,
+                    )
+                found[name] = Component(kind, name, factory, plugin)
+        self._components[kind] = found
+        return found
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._collect(kind))
+
+    def all(self) -> list[Component]:
+        return [c for kind in KINDS for c in sorted(self._collect(kind).values(), key=_by_name)]
+
+    def get(self, kind: str, name: str) -> Component:
+        components = self._collect(kind)
+        if name not in components:
+            _, key = KINDS[kind]
+            available = ", ".join(f"{c.name} ({c.plugin})" for c in components.values())
+            raise ConfigError(
+                f"unknown {kind.replace('_', ' ')} {name!r}; available: {available or 'none'}",
+                where=key,
+                fix="pick one of the available names, or install the plugin that provides it",
+            )
+        return components[name]
+
+    def create(self, kind: str, name: str, *, config_key: str | None = None, **kwargs: Any):
+        """Call a component's factory; a bad option becomes a config error naming the key."""
+        component = self.get(kind, name)
+        try:
+            return component.factory(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{kind.replace('_', ' ')} {name!r} ({component.plugin}) rejected its options: "
+                f"{exc}",
+                where=config_key or KINDS[kind][1],
+            ) from None
+
+
+def _by_name(c: Component) -> str:
+    return c.name
+
+
+def load_registry(config) -> Registry:
+    """Plugin manager + registry for a validated config; runs the ``ganpipe_configure`` hook."""
+    pm = build_plugin_manager(config.plugins)
+    pm.hook.ganpipe_configure(config=config)
+    return Registry(pm)

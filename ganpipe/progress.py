@@ -1,0 +1,42 @@
+"""Progress for long stages, decoupled from how it is shown.
+
+Stages report through ``step(description, total)``; the CLI installs a rich progress display,
+tests and notebooks get nothing (or their own reporter). Stages never import rich themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+log = logging.getLogger("ganpipe")
+
+
+class Reporter(Protocol):
+    def start(self, description: str, total: int | None) -> Callable[[int], None]: ...
+
+    def finish(self, description: str) -> None: ...
+
+
+_reporter: Reporter | None = None
+
+
+def set_reporter(reporter: Reporter | None) -> None:
+    global _reporter
+    _reporter = reporter
+
+
+@contextmanager
+def step(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """``with step("training", total=steps) as advance: ... advance(1)``"""
+    reporter = _reporter
+    if reporter is None:
+        yield lambda n=1: None
+        return
+    advance = reporter.start(description, total)
+    try:
+        yield advance
+    finally:
+        reporter.finish(description)

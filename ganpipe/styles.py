@@ -1,0 +1,232 @@
+"""Styles stage: embed every image with the style encoder and group images into styles.
+
+Styles come from the labels the data carries (``style.source: labels``) or from k-means over the
+embeddings (``clusters``). The style table (names, sizes, centroids, exemplars) is what training
+conditions on, generation asks for by name, and the filters check against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ganpipe import layout
+from ganpipe.cluster import choose_k, kmeans, nmi, purity
+from ganpipe.config import Config
+from ganpipe.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.errors import ConfigError, StoreError
+from ganpipe.images import encode, grid
+from ganpipe.plugins import Registry, load_registry
+from ganpipe.progress import log, step
+from ganpipe.store import RunStore
+
+
+@dataclass
+class StyleTable:
+    names: list[str]
+    sizes: list[int]
+    centroids: torch.Tensor  # (S, D)
+    exemplars: list[list[str]]  # dataset image ids nearest each centroid
+    encoder: str
+    encoder_options: dict
+
+    def index(self, name: str | int) -> int:
+        if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+            i = int(name)
+            if 0 <= i < len(self.names):
+                return i
+        elif name in self.names:
+            return self.names.index(name)
+        raise ConfigError(
+            f"unknown style {name!r}; this model's styles are: {', '.join(self.names)}",
+            where="--style",
+            fix="use one of those names or an index from 0 to " + str(len(self.names) - 1),
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "names": self.names,
+            "sizes": self.sizes,
+            "centroids": self.centroids.tolist(),
+            "exemplars": self.exemplars,
+            "encoder": self.encoder,
+            "encoder_options": self.encoder_options,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> StyleTable:
+        return cls(
+            data["names"], data["sizes"], torch.tensor(data["centroids"]), data["exemplars"],
+            data["encoder"], data["encoder_options"],
+        )
+
+
+@dataclass
+class StylesResult:
+    fingerprint: str
+    encoder: str
+    uri: str
+    names: list[str]
+    sizes: list[int]
+    quality: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_encoder(registry: Registry, config: Config) -> torch.nn.Module:
+    encoder = registry.create(
+        "style_encoder", config.style.encoder, config_key="style.encoder_options",
+        image_size=config.dataset.image_size, **config.style.encoder_options,
+    )
+    return encoder.eval()
+
+
+@torch.inference_mode()
+def embed(encoder: torch.nn.Module, pixels: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    out = [encoder(to_tensor(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    return torch.cat(out).float()
+
+
+def styles(config: Config, store: RunStore, registry: Registry | None = None) -> StylesResult:
+    registry = registry or load_registry(config)
+    dataset = load_dataset(store, config.dataset.name)
+    s = config.style
+    out = layout.styles_dir(dataset.fingerprint, s.encoder)
+    settings_hash = config.section_hash("style")
+    if store.exists(f"{out}/styles.parquet") and store.exists(f"{out}/styles.json"):
+        previous = store.read_json(f"{out}/styles.json")
+        if previous.get("settings_hash") == settings_hash:
+            log.info("styles of %s with %s are up to date", dataset.fingerprint, s.encoder)
+            return StylesResult(**{**previous["result"], "reused": True})
+
+    # Embed every image.
+    encoder = build_encoder(registry, config)
+    with step(f"embed with {s.encoder}", total=1) as advance:
+        embeddings = embed(encoder, dataset.pixels)
+        advance(1)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(dataset.pixels):
+        raise ConfigError(
+            f"style encoder {s.encoder!r} returned shape {tuple(embeddings.shape)}, "
+            f"expected ({len(dataset.pixels)}, D)",
+            where="style.encoder",
+        )
+
+    # Assign styles.
+    labels = dataset.manifest["label"]
+    quality: dict[str, float] = {}
+    if s.source == "labels":
+        assignment, names = _from_labels(labels)
+    else:
+        assignment, names, quality = _from_clusters(embeddings, s)
+    if labels.notna().all() and s.source == "clusters":
+        truth = labels.astype(str).to_numpy()
+        quality.update(nmi=nmi(truth, assignment), purity=purity(truth, assignment))
+    table = _table(dataset, embeddings, assignment, names, s)
+    result = StylesResult(
+        dataset.fingerprint, s.encoder, store.uri(out), table.names, table.sizes, quality
+    )
+
+    # Write, the style table last.
+    _write(store, out, dataset, embeddings, assignment, table, config)
+    store.write_json(
+        f"{out}/styles.json",
+        {"settings_hash": settings_hash, "table": table.to_json(), "result": result.to_dict()},
+    )
+    store.write_parquet(
+        f"{out}/styles.parquet",
+        pd.DataFrame(
+            {
+                "style": table.names,
+                "size": table.sizes,
+                "centroid": [c.tolist() for c in table.centroids],
+                "exemplars": table.exemplars,
+            }
+        ),
+    )
+    return result
+
+
+def _from_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
+    if labels.isna().any():
+        missing = int(labels.isna().sum())
+        raise ConfigError(
+            f"style.source is 'labels' but {missing} of {len(labels)} images carry no label",
+            where="style.source",
+            fix="set dataset.labels to dirs or column:<name>, or use style.source=clusters",
+        )
+    names = sorted(labels.astype(str).unique())
+    index = {n: i for i, n in enumerate(names)}
+    return labels.astype(str).map(index).to_numpy(), names
+
+
+def _from_clusters(embeddings: torch.Tensor, s) -> tuple[np.ndarray, list[str], dict]:
+    quality: dict[str, float] = {}
+    k = s.num_styles
+    if k == "auto":
+        with step("choose the number of styles", total=1) as advance:
+            k, scores = choose_k(embeddings, s.max_styles, seed=s.seed)
+            advance(1)
+        quality["silhouette"] = scores.get(k, 0.0)
+        log.info("chose %d styles (silhouette %.3f)", k, quality["silhouette"])
+    if k > len(embeddings):
+        raise ConfigError(
+            f"style.num_styles={k} exceeds the {len(embeddings)} images in the dataset",
+            where="style.num_styles",
+        )
+    labels, _ = kmeans(embeddings, k, seed=s.seed)
+    return labels.numpy(), [f"style-{i}" for i in range(k)], quality
+
+
+def _table(dataset: Dataset, embeddings, assignment, names, s) -> StyleTable:
+    centroids, sizes, exemplars = [], [], []
+    ids = dataset.manifest["id"].to_numpy()
+    for i in range(len(names)):
+        members = np.flatnonzero(assignment == i)
+        if len(members) == 0:
+            raise StoreError(f"style {names[i]!r} has no images", where="styles stage")
+        centroid = embeddings[members].mean(0)
+        dist = (embeddings[members] - centroid).norm(dim=1)
+        nearest = members[dist.argsort()[: s.exemplars].numpy()]
+        centroids.append(centroid)
+        sizes.append(len(members))
+        exemplars.append([str(x) for x in ids[nearest]])
+    return StyleTable(
+        names, sizes, torch.stack(centroids), exemplars, s.encoder, dict(s.encoder_options)
+    )
+
+
+def _write(store, out, dataset, embeddings, assignment, table, config) -> None:
+    ids = dataset.manifest["id"]
+    store.write_parquet(
+        f"{out}/embeddings.parquet",
+        pd.DataFrame({"id": ids, "embedding": [e.tolist() for e in embeddings]}),
+    )
+    store.write_parquet(
+        f"{out}/assignments.parquet",
+        pd.DataFrame({"id": ids, "style": [table.names[i] for i in assignment]}),
+    )
+    row_of = {v: i for i, v in enumerate(ids)}
+    rows = [dataset.pixels[[row_of[x] for x in ex]] for ex in table.exemplars]
+    width = max(len(r) for r in rows)
+    tiles = np.concatenate(
+        [np.concatenate([r, np.full((width - len(r), *r.shape[1:]), 255, np.uint8)]) for r in rows]
+    )
+    store.write_bytes(f"{out}/exemplars.png", encode(grid(tiles, cols=width, scale=2)))
+    store.write_text(f"{out}/config.yaml", config.to_yaml())
+
+
+def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleTable, pd.DataFrame]:
+    out = layout.styles_dir(fingerprint, encoder)
+    if not store.exists(f"{out}/styles.parquet"):
+        raise StoreError(
+            f"no styles for dataset {fingerprint} with encoder {encoder!r} in {store.uri()}",
+            where="style.encoder",
+            fix="run 'ganpipe styles' with this config first",
+        )
+    table = StyleTable.from_json(store.read_json(f"{out}/styles.json")["table"])
+    return table, store.read_parquet(f"{out}/assignments.parquet")

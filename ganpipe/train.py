@@ -1,0 +1,324 @@
+"""Train stage: a style-conditioned GAN, every component chosen by registered name.
+
+A model version is named by a hash of what determines its weights (dataset, styles, model and
+training settings), so training the same thing twice resumes or reuses instead of starting over,
+and new data gives a new version beside the old one. Budgets (``train.steps`` and
+``train.max_minutes``) end the run at whichever comes first; a later run resumes to ``steps``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+import fsspec
+import numpy as np
+import pandas as pd
+import torch
+
+from ganpipe import layout
+from ganpipe.checkpoints import (
+    export_network,
+    load_checkpoint_bytes,
+    newest_valid_checkpoint,
+    save_checkpoint,
+)
+from ganpipe.config import Config
+from ganpipe.dataset import load_dataset, to_pixels, to_tensor
+from ganpipe.errors import ConfigError, GanpipeError, StoreError
+from ganpipe.hashing import stable_hash
+from ganpipe.images import encode, grid
+from ganpipe.plugins import Registry, load_registry
+from ganpipe.progress import log, step
+from ganpipe.store import RunStore
+from ganpipe.styles import load_styles
+
+# Settings that change the budget or bookkeeping, not what a finished model is.
+_NOT_IN_VERSION = ("max_minutes", "resume", "device", "checkpoint_every", "log_every")
+
+
+class NonFiniteLoss(GanpipeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    model: str
+    version: str
+    uri: str
+    steps_done: int
+    steps_target: int
+    seconds: float
+    images_per_second: float
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_version(config: Config, dataset_fp: str, styles_hash: str) -> str:
+    train = config.train.model_dump(mode="json", exclude=set(_NOT_IN_VERSION))
+    model = config.model.model_dump(mode="json", exclude={"name"})
+    return "v-" + stable_hash(
+        {"dataset": dataset_fp, "styles": styles_hash, "model": model, "train": train,
+         "image_size": config.dataset.image_size}, length=12,
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}", where="train.device",
+                          fix="use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device asks for CUDA but no CUDA device is available",
+                          where="train.device", fix="use auto or cpu, or install a CUDA build")
+    return device
+
+
+@dataclass
+class TrainState:
+    """What event hooks see; plugins may read it, not replace its members."""
+
+    step: int
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    ema: torch.nn.Module
+    config: Config
+
+
+def train(config: Config, store: RunStore, registry: Registry | None = None) -> TrainResult:
+    registry = registry or load_registry(config)
+    t = config.train
+
+    # Load training set.
+    dataset = load_dataset(store, config.dataset.name)
+    table, assignments = load_styles(store, dataset.fingerprint, config.style.encoder)
+    styles_hash = stable_hash(table.to_json())
+    version = model_version(config, dataset.fingerprint, styles_hash)
+    folder = layout.model_dir(config.model_name, version)
+    ckpt_folder = f"{folder}/checkpoints"
+    result_base = dict(model=config.model_name, version=version, uri=store.uri(folder))
+    if store.exists(f"{folder}/training.json"):
+        done = store.read_json(f"{folder}/training.json")
+        if done["steps_done"] >= t.steps:
+            log.info("model %s/%s is already trained", config.model_name, version)
+            return TrainResult(**{**done, **result_base, "reused": True})
+
+    train_set = dataset.subset(dataset.manifest["split"] == "train")
+    if len(train_set.pixels) == 0:
+        train_set = dataset
+    style_of = dict(zip(assignments["id"], assignments["style"]))
+    style_idx = torch.tensor([table.names.index(style_of[i]) for i in train_set.manifest["id"]])
+    device = pick_device(t.device)
+    reals = to_tensor(train_set.pixels).to(device)
+    style_idx = style_idx.to(device)
+    num_styles = len(table.names)
+
+    # Construct networks.
+    torch.manual_seed(t.seed)
+    size = config.dataset.image_size
+    g_options = {"num_styles": num_styles, "image_size": size, **config.model.generator_options}
+    d_options = {"num_styles": num_styles, "image_size": size,
+                 **config.model.discriminator_options}
+    G = registry.create("generator", config.model.generator,
+                        config_key="model.generator_options", **g_options).to(device)
+    D = registry.create("discriminator", config.model.discriminator,
+                        config_key="model.discriminator_options", **d_options).to(device)
+    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    loss = registry.create("loss", t.loss, config_key="train.loss_options", **t.loss_options)
+    regs = [registry.create("regularizer", n, config_key=f"train.regularizers.{n}", **o)
+            for n, o in t.regularizers.items()]
+    augs = [registry.create("augmentation", n, config_key=f"train.augmentations.{n}", **o)
+            for n, o in t.augmentations.items()]
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+    rng = torch.Generator().manual_seed(t.seed)  # batches, latents and augmentations
+
+    # Resume.
+    start, rows = 0, []
+    resumed = _resume(store, ckpt_folder, t.resume, dataset.fingerprint)
+    if resumed is not None:
+        start, state = resumed
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        ema.load_state_dict(state["ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        rows = [dict(zip(state["metric_names"], r)) for r in state["metrics"].tolist()]
+        log.info("resuming %s/%s from step %d", config.model_name, version, start)
+
+    def checkpoint(step_no: int) -> None:
+        names = sorted(rows[0]) if rows else []
+        state = {
+            "generator": G.state_dict(), "discriminator": D.state_dict(), "ema": ema.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "step": step_no,
+            "dataset_fingerprint": dataset.fingerprint, "version": version,
+            "metric_names": names,
+            "metrics": torch.tensor([[r[n] for n in names] for r in rows], dtype=torch.float64),
+        }
+        uri = save_checkpoint(store, ckpt_folder, step_no, state)
+        registry.pm.hook.ganpipe_checkpoint_saved(
+            uri=uri, state=TrainState(step_no, G, D, ema, config))
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        for a in augs:
+            x = a(x, rng)
+        return x
+
+    # Main loop.
+    n, batch = len(reals), min(t.batch_size, len(reals))
+    began, stopped_by_time, step_no = time.monotonic(), False, start
+    with step(f"train {config.model_name}/{version}", total=t.steps) as advance:
+        advance(start)
+        for step_no in range(start + 1, t.steps + 1):
+            idx = torch.randint(n, (batch,), generator=rng).to(device)
+            real, s_real = reals[idx], style_idx[idx]
+            half = batch // 2  # fakes come in pairs of one style (see ganpipe_regularizers)
+            s = torch.cat([s_real[:half], s_real[:half], s_real[2 * half :]])
+            z = torch.randn(batch, G.z_dim, generator=rng).to(device)
+
+            # Discriminator step.
+            fake = G(z, s)
+            real_logits = D(augment(real), s_real)
+            d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
+            d_total = d_loss
+            for r in regs:
+                p = r.d_penalty(D, real, s_real, step_no)
+                if p is not None:
+                    d_total = d_total + p
+            _check_finite(d_total, step_no, "discriminator loss", t.loss)
+            opt_d.zero_grad(set_to_none=True)
+            d_total.backward()
+            opt_d.step()
+
+            # Generator step.
+            fake_logits = D(augment(fake), s)
+            g_loss = loss.g_loss(fake_logits, real_logits.detach())
+            g_total = g_loss
+            for r in regs:
+                p = r.g_penalty(fake, z, s, step_no)
+                if p is not None:
+                    g_total = g_total + p
+            _check_finite(g_total, step_no, "generator loss", t.loss)
+            opt_g.zero_grad(set_to_none=True)
+            g_total.backward()
+            opt_g.step()
+            _update_ema(ema, G, t.ema_decay)
+            advance(1)
+
+            if step_no % t.log_every == 0 or step_no == t.steps:
+                metrics = {"step": float(step_no), "loss_d": d_loss.item(), "loss_g": g_loss.item(),
+                           "real_logit": real_logits.mean().item(),
+                           "fake_logit": fake_logits.mean().item(),
+                           "seconds": time.monotonic() - began}
+                rows.append(metrics)
+                registry.pm.hook.ganpipe_train_step_end(
+                    state=TrainState(step_no, G, D, ema, config), metrics=metrics)
+            if step_no % t.checkpoint_every == 0 and step_no < t.steps:
+                checkpoint(step_no)
+            if t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60:
+                stopped_by_time = True
+                log.warning("train.max_minutes=%s reached at step %d of %d",
+                            t.max_minutes, step_no, t.steps)
+                break
+    seconds = time.monotonic() - began
+    if step_no > start or resumed is None:
+        checkpoint(step_no)
+
+    # Export.
+    _recalibrate_batchnorm(ema, num_styles, device, t.seed)
+    meta = {"styles": table.to_json(), "dataset_fingerprint": dataset.fingerprint,
+            "version": version, "model": config.model_name, "steps": step_no}
+    export_network(store, folder, "generator", config.model.generator, g_options, ema, meta)
+    export_network(store, folder, "discriminator", config.model.discriminator, d_options, D, meta)
+    metrics_frame = pd.DataFrame(rows)
+    store.write_parquet(f"{folder}/metrics.parquet", metrics_frame)
+    store.write_bytes(f"{folder}/samples.png", encode(_sample_grid(ema, num_styles, device)))
+    store.write_text(f"{folder}/config.yaml", config.to_yaml())
+    trained = step_no - start
+    result = TrainResult(
+        **result_base, steps_done=step_no, steps_target=t.steps, seconds=round(seconds, 2),
+        images_per_second=round(trained * batch / max(seconds, 1e-9), 1),
+        final_metrics={k: v for k, v in (rows[-1] if rows else {}).items() if k != "step"},
+    )
+    if not stopped_by_time:
+        store.write_json(f"{folder}/training.json", result.to_dict())  # last: marks it finished
+    return result
+
+
+def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
+    if policy == "never":
+        return None
+    if policy == "auto":
+        found = newest_valid_checkpoint(store, folder)
+    else:
+        try:
+            with fsspec.open(policy, "rb") as fh:
+                data = fh.read()
+        except (FileNotFoundError, ValueError):
+            raise ConfigError(f"checkpoint {policy} does not exist", where="train.resume",
+                              fix="use auto, never, or the URI of a step-XXXXXXXX.pt file") from None
+        state = load_checkpoint_bytes(data, policy)
+        found = (int(state["step"]), state)
+    if found is not None and found[1].get("dataset_fingerprint") != dataset_fp:
+        raise StoreError(
+            "the checkpoint was trained on another dataset "
+            f"({found[1].get('dataset_fingerprint')}, this one is {dataset_fp})",
+            where="train.resume", fix="use resume: auto or never",
+        )
+    return found
+
+
+def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str) -> None:
+    if not torch.isfinite(value):
+        raise NonFiniteLoss(
+            f"the {what} became {float(value)} at step {step_no} (loss {loss_name!r})",
+            where="train",
+            fix="lower train.lr_d / train.lr_g or add the r1 regularizer; the last good "
+                "checkpoint is kept and resume: auto continues from it",
+        )
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: torch.nn.Module, num_styles: int, device, seed: int) -> None:
+    """Batch-norm statistics were gathered by the live generator, not by the EMA weights; redo
+    them for the EMA weights so eval-mode samples match training-mode ones."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for _ in range(16):
+        z = torch.randn(256, model.z_dim, generator=gen).to(device)
+        s = torch.randint(num_styles, (256,), generator=gen).to(device)
+        model(z, s)
+    model.eval()
+
+
+@torch.no_grad()
+def _sample_grid(generator: torch.nn.Module, num_styles: int, device, per_style: int = 8):
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(per_style, generator.z_dim, generator=gen).to(device)
+    rows = [to_pixels(generator(z, torch.full((per_style,), s, device=device)))
+            for s in range(num_styles)]
+    return grid(np.concatenate(rows), cols=per_style, scale=2)

@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated Prefect home, a tiny config, tiny image folders."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Isolate Prefect and the demo cache before anything imports them.
+_HOME = tempfile.mkdtemp(prefix="ganpipe-tests-")
+os.environ["PREFECT_HOME"] = os.path.join(_HOME, "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ["GANPIPE_CACHE"] = os.path.join(_HOME, "cache")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test API for the whole session (its cold start costs ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def tiny_overrides(root: Path, **extra) -> list[str]:
+    """A config small enough to train in seconds: 16 px, 6 demo styles x 12 images."""
+    values = {
+        "store.root": str(root),
+        "dataset.image_size": 16,
+        "dataset.demo_per_style": 12,
+        "style.num_styles": 6,
+        "train.steps": 60,
+        "train.batch_size": 24,
+        "train.checkpoint_every": 30,
+        "train.log_every": 10,
+        "train.max_minutes": "null",
+        "generate.per_style": 4,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    from ganpipe.config import load_config
+
+    return load_config(None, tiny_overrides(tmp_path / "store"))
+
+
+def write_png(path: Path, rgb=(200, 30, 30), size=(24, 24), seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(rgb)[None, None, :] + rng.normal(0, 20, (*size[::-1], 3)), 0, 255)
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def labelled_folder(tmp_path) -> Path:
+    """Two labelled styles of six distinct images each, in sub-folders."""
+    root = tmp_path / "images"
+    for label, rgb in (("red", (210, 40, 40)), ("blue", (40, 40, 210))):
+        for i in range(6):
+            write_png(root / label / f"{label}-{i}.png", rgb, seed=i + (100 if label == "red" else 0))
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint: moto's standalone server on loopback, as s3fs tests it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_options(s3_endpoint):
+    import uuid
+
+    import boto3
+
+    bucket = f"ganpipe-{uuid.uuid4().hex[:8]}"
+    boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing",
+               "client_kwargs": {"region_name": "us-east-1"}}
+    return bucket, options

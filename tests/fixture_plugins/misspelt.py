@@ -1,0 +1,6 @@
+from ganpipe import hookimpl
+
+
+@hookimpl
+def ganpipe_loses():
+    return {}
