@@ -31,8 +31,11 @@ def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
 
     result = ingest(*_open(config)).to_dict()
     get_run_logger().info(
-        "dataset %s/%s: %d accepted, %d rejected", result["name"], result["fingerprint"],
-        result["counts"]["accepted"], result["counts"]["rejected"],
+        "dataset %s/%s: %d accepted, %d rejected",
+        result["name"],
+        result["fingerprint"],
+        result["counts"]["accepted"],
+        result["counts"]["rejected"],
     )
     return result
 
@@ -55,8 +58,11 @@ def train_task(config: dict[str, Any]) -> dict[str, Any]:
     result = train(cfg, store, registry).to_dict()
     promote(store, result["model"], result["version"])
     get_run_logger().info(
-        "model %s/%s: %d steps, %.0f img/s; promoted to current", result["model"],
-        result["version"], result["steps_done"], result["images_per_second"],
+        "model %s/%s: %d steps, %.0f img/s; promoted to current",
+        result["model"],
+        result["version"],
+        result["steps_done"],
+        result["images_per_second"],
     )
     return result
 
@@ -124,8 +130,10 @@ def _publish(summary: dict[str, Any], filtered: dict[str, Any]) -> None:
     """Figures of the run in the Prefect UI."""
     create_table_artifact(
         key="ganpipe-run-figures",
-        table=[{"figure": k, "value": v} for k, v in {**summary["counts"],
-                                                       **summary["metrics"]}.items()],
+        table=[
+            {"figure": k, "value": v}
+            for k, v in {**summary["counts"], **summary["metrics"]}.items()
+        ],
         description="ganpipe pipeline: counts and metrics",
     )
     reasons = ", ".join(f"{k}: {v}" for k, v in filtered["rejected_by_reason"].items()) or "none"

@@ -73,8 +73,15 @@ class ExportedNetwork:
         return registry.get(self.kind, self.name).factory(**self.options)
 
 
-def export_network(store: RunStore, folder: str, kind: str, name: str, options: dict,
-                   module: torch.nn.Module, metadata: dict) -> str:
+def export_network(
+    store: RunStore,
+    folder: str,
+    kind: str,
+    name: str,
+    options: dict,
+    module: torch.nn.Module,
+    metadata: dict,
+) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     store.write_bytes(posixpath.join(folder, f"{kind}.safetensors"), save_safetensors(state))
     return store.write_json(

@@ -72,7 +72,8 @@ def _guard(fn: Callable[[], Any]) -> Any:
         console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. This is a ganpipe bug, "
             "not something in your config: rerun with --debug for the traceback and report it.",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(3) from None
 
@@ -88,13 +89,22 @@ class _RichReporter:
 
     def __init__(self):
         from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self.tasks: dict[str, Any] = {}
 
@@ -204,7 +214,9 @@ def styles(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None
     result = _with_progress(body)
     from rich.table import Table
 
-    table = Table("style", "images", title=f"styles of {result['fingerprint']} ({result['encoder']})")
+    table = Table(
+        "style", "images", title=f"styles of {result['fingerprint']} ({result['encoder']})"
+    )
     for name, size in zip(result["names"], result["sizes"]):
         table.add_row(name, str(size))
     out.print(table)
@@ -237,7 +249,9 @@ def generate(
     model: Optional[str] = typer.Option(
         None, "--model", help="Model version URI (a folder with generator.json); default: current."
     ),
-    style: Optional[list[str]] = typer.Option(None, "--style", help="Style name or index; repeatable."),
+    style: Optional[list[str]] = typer.Option(
+        None, "--style", help="Style name or index; repeatable."
+    ),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Samples per style."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="First seed."),
     out_uri: Optional[str] = typer.Option(

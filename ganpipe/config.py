@@ -270,7 +270,11 @@ def _fix_hint(exc: ValidationError) -> str:
     for err in exc.errors():
         if err["type"] == "extra_forbidden":
             section = err["loc"][0] if len(err["loc"]) > 1 else None
-            model = Config.model_fields[section].annotation if section in Config.model_fields else Config
+            model = (
+                Config.model_fields[section].annotation
+                if section in Config.model_fields
+                else Config
+            )
             known = ", ".join(getattr(model, "model_fields", {}).keys())
             return f"check the spelling; known keys here are: {known}"
     return "see the config reference in README"

@@ -22,7 +22,10 @@ class Dataset:
     def subset(self, mask) -> Dataset:
         mask = np.asarray(mask, dtype=bool)
         return Dataset(
-            self.name, self.fingerprint, self.manifest[mask].reset_index(drop=True), self.pixels[mask]
+            self.name,
+            self.fingerprint,
+            self.manifest[mask].reset_index(drop=True),
+            self.pixels[mask],
         )
 
 
@@ -49,7 +52,10 @@ def to_tensor(pixels: np.ndarray):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the range every model sees."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # torch cannot share read-only memory
+        pixels = pixels.copy()
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def to_pixels(images) -> np.ndarray:

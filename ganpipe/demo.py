@@ -43,7 +43,9 @@ def stripes(rng: np.random.Generator, size: int) -> np.ndarray:
     xx, yy = _grid(size)
     theta = np.deg2rad(rng.uniform(25, 65))
     period = rng.uniform(0.14, 0.24)
-    wave = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 6.3))
+    wave = np.sin(
+        2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 6.3)
+    )
     return _mix(_soft(wave, 6), _jitter(rng, (205, 45, 40)), _jitter(rng, (245, 228, 185)))
 
 
@@ -83,10 +85,13 @@ def rings(rng: np.random.Generator, size: int) -> np.ndarray:
 def clouds(rng: np.random.Generator, size: int) -> np.ndarray:
     """Soft teal-to-white cloud fields (smooth value noise): every image is new."""
     coarse = rng.uniform(0, 1, (5, 5)).astype(np.float32)
-    field = np.asarray(
-        Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC),
-        np.float32,
-    ) / 255.0
+    field = (
+        np.asarray(
+            Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC),
+            np.float32,
+        )
+        / 255.0
+    )
     return _mix(field, _jitter(rng, (225, 238, 235), 8), _jitter(rng, (30, 115, 125)))
 
 

@@ -22,7 +22,7 @@ from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
 from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable, embed, load_styles
+from ganpipe.styles import StyleTable, load_styles
 
 
 @dataclass
@@ -62,8 +62,10 @@ class FilterContext:
 
     @torch.inference_mode()
     def discriminator_scores(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        out = [self.discriminator(images[i : i + 256], styles[i : i + 256])
-               for i in range(0, len(images), 256)]
+        out = [
+            self.discriminator(images[i : i + 256], styles[i : i + 256])
+            for i in range(0, len(images), 256)
+        ]
         return torch.cat(out).float()
 
 
@@ -101,15 +103,30 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     style_of = dict(zip(assignments["id"], assignments["style"]))
     real_styles = torch.tensor([table.names.index(style_of[i]) for i in dataset.manifest["id"]])
     encoder = registry.create(
-        "style_encoder", table.encoder, config_key="style.encoder_options",
-        image_size=config.dataset.image_size, **table.encoder_options,
+        "style_encoder",
+        table.encoder,
+        config_key="style.encoder_options",
+        image_size=config.dataset.image_size,
+        **table.encoder_options,
     ).eval()
-    return FilterContext(images, styles_idx, to_tensor(dataset.pixels), real_styles, table,
-                         encoder, discriminator, list(dataset.manifest["id"]))
+    return FilterContext(
+        images,
+        styles_idx,
+        to_tensor(dataset.pixels),
+        real_styles,
+        table,
+        encoder,
+        discriminator,
+        list(dataset.manifest["id"]),
+    )
 
 
 def filter_batch(
-    config: Config, store: RunStore, batch_folder: str, model, registry: Registry | None = None,
+    config: Config,
+    store: RunStore,
+    batch_folder: str,
+    model,
+    registry: Registry | None = None,
     out: RunStore | None = None,
 ) -> FilterResult:
     registry = registry or load_registry(config)
@@ -126,8 +143,12 @@ def filter_batch(
     ranks, verdicts = [], []
     with step("quality filters", total=len(config.filter.filters)) as advance:
         for name in config.filter.filters:
-            qf = registry.create("quality_filter", name, config_key=f"filter.options.{name}",
-                                 **config.filter.options.get(name, {}))
+            qf = registry.create(
+                "quality_filter",
+                name,
+                config_key=f"filter.options.{name}",
+                **config.filter.options.get(name, {}),
+            )
             scores, passed = _run_filter(registry, name, qf, context, len(manifest))
             manifest[name] = scores
             verdicts.append(passed)
@@ -144,7 +165,9 @@ def filter_batch(
         quality = np.mean(ranks, axis=0) if ranks else np.zeros(len(manifest))
         for style in manifest["style"].unique():
             members = np.flatnonzero((manifest["style"] == style).to_numpy() & passed_all)
-            beyond = members[np.argsort(quality[members], kind="stable")][k:] if len(members) else []
+            beyond = (
+                members[np.argsort(quality[members], kind="stable")][k:] if len(members) else []
+            )
             passed_all[beyond] = False
             reasons[beyond] = "top_k"
     manifest["kept"] = passed_all
@@ -155,8 +178,12 @@ def filter_batch(
     # A filter's pass rate counts every candidate it passed, whatever the others said.
     pass_rates = {n: round(float(p.mean()), 4) for n, p in zip(config.filter.filters, verdicts)}
     result = FilterResult(
-        batch_id, out.uri(batch_folder), len(manifest), int(passed_all.sum()),
-        {k: int(v) for k, v in reasons.value_counts().items()}, pass_rates,
+        batch_id,
+        out.uri(batch_folder),
+        len(manifest),
+        int(passed_all.sum()),
+        {k: int(v) for k, v in reasons.value_counts().items()},
+        pass_rates,
     )
     out.write_json(f"{batch_folder}/filter.json", result.to_dict())
     return result

@@ -79,8 +79,13 @@ def batch_request(config: Config, table: StyleTable, styles: list[str] | None = 
     """What a batch is made of; its hash names the batch."""
     g = config.generate
     wanted = [table.names[table.index(s)] for s in styles] if styles else table.names
-    return {"styles": wanted, "per_style": g.per_style, "seed": g.seed, "format": g.format,
-            "quality": g.quality}
+    return {
+        "styles": wanted,
+        "per_style": g.per_style,
+        "seed": g.seed,
+        "format": g.format,
+        "quality": g.quality,
+    }
 
 
 def batch_id_for(model_meta: dict, request: dict) -> str:
@@ -131,14 +136,17 @@ def generate(
         for start in range(0, len(jobs), g.batch_size):
             chunk = jobs[start : start + g.batch_size]
             paths = [f"images/{s}/{seed:08d}.{g.format}" for s, seed in chunk]
-            rows += [{"path": p, "style": s, "seed": seed, "model": model_label}
-                     for p, (s, seed) in zip(paths, chunk)]
+            rows += [
+                {"path": p, "style": s, "seed": seed, "model": model_label}
+                for p, (s, seed) in zip(paths, chunk)
+            ]
             todo = [i for i, p in enumerate(paths) if not out.exists(posixpath.join(folder, p))]
             if todo:
                 pixels = _render(generator, table, [chunk[i] for i in todo])
                 for i, px in zip(todo, pixels):
-                    out.write_bytes(posixpath.join(folder, paths[i]),
-                                    encode(px, g.format, g.quality))
+                    out.write_bytes(
+                        posixpath.join(folder, paths[i]), encode(px, g.format, g.quality)
+                    )
                 written += len(todo)
             advance(len(chunk))
 

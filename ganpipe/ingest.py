@@ -16,7 +16,7 @@ import pandas as pd
 
 from ganpipe import layout
 from ganpipe.config import Config
-from ganpipe.decode import DecodeSettings, Decoded, Rejected, decode_image
+from ganpipe.decode import Decoded, DecodeSettings, Rejected, decode_image
 from ganpipe.errors import GanpipeError
 from ganpipe.hashing import sha256_bytes, stable_hash
 from ganpipe.plugins import Registry, load_registry
@@ -77,9 +77,10 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
         )
 
     # Read, hash and decode in parallel (PIL releases the GIL while decoding and resizing).
-    with step(f"ingest {d.name}", total=len(items)) as advance, ThreadPoolExecutor(
-        max_workers=os.cpu_count() or 1
-    ) as pool:
+    with (
+        step(f"ingest {d.name}", total=len(items)) as advance,
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+    ):
         outcomes = []
         for outcome in pool.map(lambda it: _process(it, settings), items):
             outcomes.append(outcome)

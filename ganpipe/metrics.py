@@ -17,7 +17,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * middle)
 
 
-def style_accuracy(embeddings: torch.Tensor, styles: torch.Tensor, centroids: torch.Tensor) -> float:
+def style_accuracy(
+    embeddings: torch.Tensor, styles: torch.Tensor, centroids: torch.Tensor
+) -> float:
     """Share of samples whose nearest style centroid is the style they were asked for."""
     nearest = torch.cdist(embeddings.float(), centroids.float()).argmin(dim=1)
     return float((nearest == styles).float().mean())

@@ -39,8 +39,14 @@ class ReportResult:
         return asdict(self)
 
 
-def report(config: Config, store: RunStore, batch_folder: str, model,
-           registry: Registry | None = None, out: RunStore | None = None) -> ReportResult:
+def report(
+    config: Config,
+    store: RunStore,
+    batch_folder: str,
+    model,
+    registry: Registry | None = None,
+    out: RunStore | None = None,
+) -> ReportResult:
     registry = registry or load_registry(config)
     out = out or store
     manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
@@ -64,7 +70,8 @@ def report(config: Config, store: RunStore, batch_folder: str, model,
     }
     if kept.any():
         figures["style_accuracy_kept"] = m.style_accuracy(
-            fake_e[kept], styles_idx[kept], table.centroids)
+            fake_e[kept], styles_idx[kept], table.centroids
+        )
     training = _read_optional_json(model.store, posixpath.join(model.folder, "training.json"))
     curves = _read_metrics(model.store, model.folder)
     styles_quality = _styles_quality(store, meta, table.encoder)
@@ -84,17 +91,22 @@ def report(config: Config, store: RunStore, batch_folder: str, model,
         mine = manifest.index[manifest["style"] == name].to_numpy()
         kept_rows = [i for i in mine if manifest.at[i, "kept"]][:SHOW]
         rej_rows = [i for i in mine if not manifest.at[i, "kept"]][:SHOW]
-        sections.append(_style_section(
-            name, table.sizes[s], len(mine), len([i for i in mine if manifest.at[i, "kept"]]),
-            [(px, "") for px in ex],
-            [(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept_rows],
-            [(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rej_rows],
-        ))
+        sections.append(
+            _style_section(
+                name,
+                table.sizes[s],
+                len(mine),
+                len([i for i in mine if manifest.at[i, "kept"]]),
+                [(px, "") for px in ex],
+                [(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept_rows],
+                [(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rej_rows],
+            )
+        )
     page = _page(
         title=f"ganpipe batch {posixpath.basename(batch_folder)}",
         subtitle=f"model {meta['model']}/{meta['version']} · dataset "
-                 f"{config.dataset.name}/{meta['dataset_fingerprint']} · "
-                 f"{int(figures['kept'])} of {int(figures['candidates'])} samples kept",
+        f"{config.dataset.name}/{meta['dataset_fingerprint']} · "
+        f"{int(figures['kept'])} of {int(figures['candidates'])} samples kept",
         sections="".join(sections),
         chart=_loss_chart(curves),
         table=_metrics_table(figures, training),
@@ -121,7 +133,8 @@ def _styles_quality(store: RunStore, meta: dict, encoder: str) -> dict[str, floa
 def _img(px: np.ndarray, caption: str) -> str:
     data = base64.b64encode(encode(px)).decode()
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">{cap}</figure>'
+    alt = html.escape(caption or "image")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">{cap}</figure>'
 
 
 def _row(label: str, items: list[tuple[np.ndarray, str]], empty: str) -> str:
@@ -132,7 +145,7 @@ def _row(label: str, items: list[tuple[np.ndarray, str]], empty: str) -> str:
 def _style_section(name, real_count, asked, kept, exemplars, kept_items, rejected) -> str:
     return (
         f'<section class="style"><h2>{html.escape(name)}'
-        f'<span>{real_count} real images · {kept} of {asked} samples kept</span></h2>'
+        f"<span>{real_count} real images · {kept} of {asked} samples kept</span></h2>"
         + _row("Real exemplars", exemplars, "no exemplars")
         + _row("Generated, kept", kept_items, "none kept")
         + _row("Generated, rejected", rejected, "none rejected")
@@ -152,23 +165,30 @@ def _loss_chart(curves) -> str:
     x0, x1 = float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1
 
     def pt(xv, yv):
-        return (pad + (xv - x0) / (x1 - x0) * (w - 2 * pad),
-                h - pad - (yv - lo) / (hi - lo) * (h - 2 * pad))
+        return (
+            pad + (xv - x0) / (x1 - x0) * (w - 2 * pad),
+            h - pad - (yv - lo) / (hi - lo) * (h - 2 * pad),
+        )
 
     lines = []
     for key, colour in series:
         pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in (pt(a, b) for a, b in zip(x, curves[key])))
         lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
     legend = "".join(
-        f'<text x="{w - 150}" y="{20 + 16 * i}" fill="{c}">{k}</text>' for i, (k, c) in enumerate(series)
+        f'<text x="{w - 150}" y="{20 + 16 * i}" fill="{c}">{k}</text>'
+        for i, (k, c) in enumerate(series)
     )
-    axes = (f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
-            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>'
-            f'<text x="{pad}" y="{h - 10}">step {int(x0)}</text>'
-            f'<text x="{w - pad - 60}" y="{h - 10}">step {int(x1)}</text>'
-            f'<text x="4" y="{pad}">{hi:.2f}</text><text x="4" y="{h - pad}">{lo:.2f}</text>')
-    return (f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-            f'aria-label="loss curves">{axes}{"".join(lines)}{legend}</svg>')
+    axes = (
+        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>'
+        f'<text x="{pad}" y="{h - 10}">step {int(x0)}</text>'
+        f'<text x="{w - pad - 60}" y="{h - 10}">step {int(x1)}</text>'
+        f'<text x="4" y="{pad}">{hi:.2f}</text><text x="4" y="{h - pad}">{lo:.2f}</text>'
+    )
+    return (
+        f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        f'aria-label="loss curves">{axes}{"".join(lines)}{legend}</svg>'
+    )
 
 
 def _metrics_table(figures: dict[str, float], training: dict | None) -> str:
@@ -197,7 +217,8 @@ main {{ padding: 16px 32px 48px; max-width: 1200px; }}
 .row h3 {{ width: 150px; flex: none; font-size: 13px; font-weight: 600; color: #445; margin: 0; }}
 .imgs {{ display: flex; flex-wrap: wrap; gap: 6px; }}
 figure {{ margin: 0; text-align: center; }}
-figure img {{ width: 80px; height: 80px; image-rendering: pixelated; border-radius: 3px; display: block; }}
+figure img {{ width: 80px; height: 80px; image-rendering: pixelated; border-radius: 3px;
+  display: block; }}
 figcaption {{ font-size: 11px; color: #667; }}
 .empty {{ color: #99a; font-style: italic; margin: 0; }}
 table {{ border-collapse: collapse; background: #fff; }}

@@ -48,8 +48,12 @@ def list_items(config, registry, storage_options: dict[str, Any] | None = None) 
                 fix="use a folder, a glob, 'demo', or install a plugin for this kind of URI",
             )
         source = registry.create(
-            "source", key, config_key=f"dataset.sources[{i}]",
-            uri=uri, config=config, storage_options=storage_options or {},
+            "source",
+            key,
+            config_key=f"dataset.sources[{i}]",
+            uri=uri,
+            config=config,
+            storage_options=storage_options or {},
         )
         for item in source:
             items.setdefault(item.uri, item)

@@ -59,8 +59,12 @@ class StyleTable:
     @classmethod
     def from_json(cls, data: dict) -> StyleTable:
         return cls(
-            data["names"], data["sizes"], torch.tensor(data["centroids"]), data["exemplars"],
-            data["encoder"], data["encoder_options"],
+            data["names"],
+            data["sizes"],
+            torch.tensor(data["centroids"]),
+            data["exemplars"],
+            data["encoder"],
+            data["encoder_options"],
         )
 
 
@@ -80,15 +84,20 @@ class StylesResult:
 
 def build_encoder(registry: Registry, config: Config) -> torch.nn.Module:
     encoder = registry.create(
-        "style_encoder", config.style.encoder, config_key="style.encoder_options",
-        image_size=config.dataset.image_size, **config.style.encoder_options,
+        "style_encoder",
+        config.style.encoder,
+        config_key="style.encoder_options",
+        image_size=config.dataset.image_size,
+        **config.style.encoder_options,
     )
     return encoder.eval()
 
 
 @torch.inference_mode()
 def embed(encoder: torch.nn.Module, pixels: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-    out = [encoder(to_tensor(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    out = [
+        encoder(to_tensor(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)
+    ]
     return torch.cat(out).float()
 
 

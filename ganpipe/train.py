@@ -62,8 +62,14 @@ def model_version(config: Config, dataset_fp: str, styles_hash: str) -> str:
     train = config.train.model_dump(mode="json", exclude=set(_NOT_IN_VERSION))
     model = config.model.model_dump(mode="json", exclude={"name"})
     return "v-" + stable_hash(
-        {"dataset": dataset_fp, "styles": styles_hash, "model": model, "train": train,
-         "image_size": config.dataset.image_size}, length=12,
+        {
+            "dataset": dataset_fp,
+            "styles": styles_hash,
+            "model": model,
+            "train": train,
+            "image_size": config.dataset.image_size,
+        },
+        length=12,
     )
 
 
@@ -73,11 +79,15 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}", where="train.device",
-                          fix="use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(
+            f"unknown device {name!r}", where="train.device", fix="use auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device asks for CUDA but no CUDA device is available",
-                          where="train.device", fix="use auto or cpu, or install a CUDA build")
+        raise ConfigError(
+            "train.device asks for CUDA but no CUDA device is available",
+            where="train.device",
+            fix="use auto or cpu, or install a CUDA build",
+        )
     return device
 
 
@@ -124,18 +134,26 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     torch.manual_seed(t.seed)
     size = config.dataset.image_size
     g_options = {"num_styles": num_styles, "image_size": size, **config.model.generator_options}
-    d_options = {"num_styles": num_styles, "image_size": size,
-                 **config.model.discriminator_options}
-    G = registry.create("generator", config.model.generator,
-                        config_key="model.generator_options", **g_options).to(device)
-    D = registry.create("discriminator", config.model.discriminator,
-                        config_key="model.discriminator_options", **d_options).to(device)
+    d_options = {"num_styles": num_styles, "image_size": size, **config.model.discriminator_options}
+    G = registry.create(
+        "generator", config.model.generator, config_key="model.generator_options", **g_options
+    ).to(device)
+    D = registry.create(
+        "discriminator",
+        config.model.discriminator,
+        config_key="model.discriminator_options",
+        **d_options,
+    ).to(device)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
     loss = registry.create("loss", t.loss, config_key="train.loss_options", **t.loss_options)
-    regs = [registry.create("regularizer", n, config_key=f"train.regularizers.{n}", **o)
-            for n, o in t.regularizers.items()]
-    augs = [registry.create("augmentation", n, config_key=f"train.augmentations.{n}", **o)
-            for n, o in t.augmentations.items()]
+    regs = [
+        registry.create("regularizer", n, config_key=f"train.regularizers.{n}", **o)
+        for n, o in t.regularizers.items()
+    ]
+    augs = [
+        registry.create("augmentation", n, config_key=f"train.augmentations.{n}", **o)
+        for n, o in t.augmentations.items()
+    ]
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)  # batches, latents and augmentations
@@ -158,16 +176,23 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     def checkpoint(step_no: int) -> None:
         names = sorted(rows[0]) if rows else []
         state = {
-            "generator": G.state_dict(), "discriminator": D.state_dict(), "ema": ema.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "step": step_no,
-            "dataset_fingerprint": dataset.fingerprint, "version": version,
+            "generator": G.state_dict(),
+            "discriminator": D.state_dict(),
+            "ema": ema.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step_no,
+            "dataset_fingerprint": dataset.fingerprint,
+            "version": version,
             "metric_names": names,
             "metrics": torch.tensor([[r[n] for n in names] for r in rows], dtype=torch.float64),
         }
         uri = save_checkpoint(store, ckpt_folder, step_no, state)
         registry.pm.hook.ganpipe_checkpoint_saved(
-            uri=uri, state=TrainState(step_no, G, D, ema, config))
+            uri=uri, state=TrainState(step_no, G, D, ema, config)
+        )
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         for a in augs:
@@ -216,19 +241,25 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             advance(1)
 
             if step_no % t.log_every == 0 or step_no == t.steps:
-                metrics = {"step": float(step_no), "loss_d": d_loss.item(), "loss_g": g_loss.item(),
-                           "real_logit": real_logits.mean().item(),
-                           "fake_logit": fake_logits.mean().item(),
-                           "seconds": time.monotonic() - began}
+                metrics = {
+                    "step": float(step_no),
+                    "loss_d": d_loss.item(),
+                    "loss_g": g_loss.item(),
+                    "real_logit": real_logits.mean().item(),
+                    "fake_logit": fake_logits.mean().item(),
+                    "seconds": time.monotonic() - began,
+                }
                 rows.append(metrics)
                 registry.pm.hook.ganpipe_train_step_end(
-                    state=TrainState(step_no, G, D, ema, config), metrics=metrics)
+                    state=TrainState(step_no, G, D, ema, config), metrics=metrics
+                )
             if step_no % t.checkpoint_every == 0 and step_no < t.steps:
                 checkpoint(step_no)
             if t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60:
                 stopped_by_time = True
-                log.warning("train.max_minutes=%s reached at step %d of %d",
-                            t.max_minutes, step_no, t.steps)
+                log.warning(
+                    "train.max_minutes=%s reached at step %d of %d", t.max_minutes, step_no, t.steps
+                )
                 break
     seconds = time.monotonic() - began
     if step_no > start or resumed is None:
@@ -236,8 +267,13 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
 
     # Export.
     _recalibrate_batchnorm(ema, num_styles, device, t.seed)
-    meta = {"styles": table.to_json(), "dataset_fingerprint": dataset.fingerprint,
-            "version": version, "model": config.model_name, "steps": step_no}
+    meta = {
+        "styles": table.to_json(),
+        "dataset_fingerprint": dataset.fingerprint,
+        "version": version,
+        "model": config.model_name,
+        "steps": step_no,
+    }
     export_network(store, folder, "generator", config.model.generator, g_options, ema, meta)
     export_network(store, folder, "discriminator", config.model.discriminator, d_options, D, meta)
     metrics_frame = pd.DataFrame(rows)
@@ -246,7 +282,10 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     store.write_text(f"{folder}/config.yaml", config.to_yaml())
     trained = step_no - start
     result = TrainResult(
-        **result_base, steps_done=step_no, steps_target=t.steps, seconds=round(seconds, 2),
+        **result_base,
+        steps_done=step_no,
+        steps_target=t.steps,
+        seconds=round(seconds, 2),
         images_per_second=round(trained * batch / max(seconds, 1e-9), 1),
         final_metrics={k: v for k, v in (rows[-1] if rows else {}).items() if k != "step"},
     )
@@ -265,15 +304,19 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
             with fsspec.open(policy, "rb") as fh:
                 data = fh.read()
         except (FileNotFoundError, ValueError):
-            raise ConfigError(f"checkpoint {policy} does not exist", where="train.resume",
-                              fix="use auto, never, or the URI of a step-XXXXXXXX.pt file") from None
+            raise ConfigError(
+                f"checkpoint {policy} does not exist",
+                where="train.resume",
+                fix="use auto, never, or the URI of a step-XXXXXXXX.pt file",
+            ) from None
         state = load_checkpoint_bytes(data, policy)
         found = (int(state["step"]), state)
     if found is not None and found[1].get("dataset_fingerprint") != dataset_fp:
         raise StoreError(
             "the checkpoint was trained on another dataset "
             f"({found[1].get('dataset_fingerprint')}, this one is {dataset_fp})",
-            where="train.resume", fix="use resume: auto or never",
+            where="train.resume",
+            fix="use resume: auto or never",
         )
     return found
 
@@ -281,10 +324,10 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
 def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str) -> None:
     if not torch.isfinite(value):
         raise NonFiniteLoss(
-            f"the {what} became {float(value)} at step {step_no} (loss {loss_name!r})",
+            f"the {what} became {value.item()} at step {step_no} (loss {loss_name!r})",
             where="train",
             fix="lower train.lr_d / train.lr_g or add the r1 regularizer; the last good "
-                "checkpoint is kept and resume: auto continues from it",
+            "checkpoint is kept and resume: auto continues from it",
         )
 
 
@@ -319,6 +362,8 @@ def _recalibrate_batchnorm(model: torch.nn.Module, num_styles: int, device, seed
 def _sample_grid(generator: torch.nn.Module, num_styles: int, device, per_style: int = 8):
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(per_style, generator.z_dim, generator=gen).to(device)
-    rows = [to_pixels(generator(z, torch.full((per_style,), s, device=device)))
-            for s in range(num_styles)]
+    rows = [
+        to_pixels(generator(z, torch.full((per_style,), s, device=device)))
+        for s in range(num_styles)
+    ]
     return grid(np.concatenate(rows), cols=per_style, scale=2)

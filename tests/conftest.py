@@ -69,7 +69,9 @@ def labelled_folder(tmp_path) -> Path:
     root = tmp_path / "images"
     for label, rgb in (("red", (210, 40, 40)), ("blue", (40, 40, 210))):
         for i in range(6):
-            write_png(root / label / f"{label}-{i}.png", rgb, seed=i + (100 if label == "red" else 0))
+            write_png(
+                root / label / f"{label}-{i}.png", rgb, seed=i + (100 if label == "red" else 0)
+            )
     return root
 
 
@@ -93,9 +95,16 @@ def s3_options(s3_endpoint):
 
     bucket = f"ganpipe-{uuid.uuid4().hex[:8]}"
     boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)
-    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing",
-               "client_kwargs": {"region_name": "us-east-1"}}
+    options = {
+        "endpoint_url": s3_endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
     return bucket, options

@@ -12,10 +12,17 @@ def test_no_file_gives_the_demo_config():
 
 
 def test_set_values_are_parsed_as_yaml():
-    cfg = load_config(None, [
-        "train.steps=2000", "dataset.sources=[data/a,s3://b/c]", "train.max_minutes=null",
-        "filter.keep=top_k:5", "style.num_styles=4", "model.name=faces",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "train.steps=2000",
+            "dataset.sources=[data/a,s3://b/c]",
+            "train.max_minutes=null",
+            "filter.keep=top_k:5",
+            "style.num_styles=4",
+            "model.name=faces",
+        ],
+    )
     assert cfg.train.steps == 2000
     assert cfg.dataset.sources == ["data/a", "s3://b/c"]
     assert cfg.train.max_minutes is None
@@ -52,13 +59,28 @@ def test_unknown_key_lists_the_known_ones():
 
 def test_every_design_key_is_settable():
     keys = {
-        "store.root": "/tmp/x", "dataset.name": "d", "dataset.sources": "[a]",
-        "dataset.labels": "column:style", "dataset.image_size": 64, "style.source": "labels",
-        "style.num_styles": "auto", "style.encoder": "texture", "model.name": "m",
-        "model.generator": "dcgan", "model.discriminator": "dcgan", "train.loss": "hinge",
-        "train.steps": 5, "train.max_minutes": 1.5, "train.batch_size": 8, "train.seed": 3,
-        "train.checkpoint_every": 2, "train.resume": "never", "generate.per_style": 3,
-        "generate.seed": 9, "filter.filters": "[realism]", "filter.keep": "top_k:2",
+        "store.root": "/tmp/x",
+        "dataset.name": "d",
+        "dataset.sources": "[a]",
+        "dataset.labels": "column:style",
+        "dataset.image_size": 64,
+        "style.source": "labels",
+        "style.num_styles": "auto",
+        "style.encoder": "texture",
+        "model.name": "m",
+        "model.generator": "dcgan",
+        "model.discriminator": "dcgan",
+        "train.loss": "hinge",
+        "train.steps": 5,
+        "train.max_minutes": 1.5,
+        "train.batch_size": 8,
+        "train.seed": 3,
+        "train.checkpoint_every": 2,
+        "train.resume": "never",
+        "generate.per_style": 3,
+        "generate.seed": 9,
+        "filter.filters": "[realism]",
+        "filter.keep": "top_k:2",
         "plugins": "[my.plugin]",
     }
     cfg = load_config(None, [f"{k}={v}" for k, v in keys.items()])

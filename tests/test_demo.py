@@ -10,8 +10,10 @@ def test_demo_is_deterministic_and_varies_inside_a_style():
 
 
 def test_demo_styles_differ_in_palette():
-    means = {s: np.mean([np.asarray(render(s, i), float).mean((0, 1)) for i in range(8)], 0)
-             for s in STYLES}
+    means = {
+        s: np.mean([np.asarray(render(s, i), float).mean((0, 1)) for i in range(8)], 0)
+        for s in STYLES
+    }
     names = list(STYLES)
     assert len(names) >= 6
     for i, a in enumerate(names):

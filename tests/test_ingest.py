@@ -13,13 +13,26 @@ from tests.conftest import write_png
 
 
 def run_ingest(tmp_path, source, *extra):
-    cfg = load_config(None, [f"store.root={tmp_path / 'store'}", f"dataset.sources=[{source}]",
-                             "dataset.image_size=16", "dataset.name=t", *extra])
+    cfg = load_config(
+        None,
+        [
+            f"store.root={tmp_path / 'store'}",
+            f"dataset.sources=[{source}]",
+            "dataset.image_size=16",
+            "dataset.name=t",
+            *extra,
+        ],
+    )
     store = RunStore.from_config(cfg)
     result = ingest(cfg, store)
     folder = f"datasets/t/{result.fingerprint}"
-    return result, store.read_parquet(f"{folder}/manifest.parquet"), store.read_parquet(
-        f"{folder}/rejects.parquet"), store, folder
+    return (
+        result,
+        store.read_parquet(f"{folder}/manifest.parquet"),
+        store.read_parquet(f"{folder}/rejects.parquet"),
+        store,
+        folder,
+    )
 
 
 @pytest.fixture
@@ -56,8 +69,16 @@ def test_every_input_is_accepted_or_quarantined_with_a_reason(tmp_path, messy_fo
     assert result.counts == {"inputs": 20, "accepted": 12, "rejected": 8}
     assert result.counts["inputs"] == len(manifest) + len(rejects)
     assert sorted(manifest["label"].unique()) == ["blue", "red"]
-    assert list(manifest.columns[:8]) == ["id", "source", "sha256", "width", "height", "mode",
-                                          "label", "split"]
+    assert list(manifest.columns[:8]) == [
+        "id",
+        "source",
+        "sha256",
+        "width",
+        "height",
+        "mode",
+        "label",
+        "split",
+    ]
     assert set(manifest["split"]) <= {"train", "val"}
 
 
@@ -72,7 +93,9 @@ def test_reingest_is_reused_and_new_data_gives_a_new_fingerprint(tmp_path, label
     grown, manifest2, *_ = run_ingest(tmp_path, labelled_folder)
     assert grown.fingerprint != first.fingerprint and grown.counts["accepted"] == 13
     old_split = dict(zip(manifest1["id"], manifest1["split"]))
-    assert all(old_split[i] == s for i, s in zip(manifest2["id"], manifest2["split"]) if i in old_split)
+    assert all(
+        old_split[i] == s for i, s in zip(manifest2["id"], manifest2["split"]) if i in old_split
+    )
 
     changed, *_ = run_ingest(tmp_path, labelled_folder, "dataset.resize=pad")
     assert changed.fingerprint != grown.fingerprint

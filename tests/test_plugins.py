@@ -12,10 +12,18 @@ def registry(*modules):
 def test_builtins_register_through_the_hooks():
     reg = registry()
     names = {(c.kind, c.name): c.plugin for c in reg.all()}
-    for key in [("generator", "dcgan"), ("discriminator", "dcgan"), ("loss", "hinge"),
-                ("loss", "nonsaturating"), ("style_encoder", "texture"),
-                ("quality_filter", "realism"), ("quality_filter", "style_match"),
-                ("source", "demo"), ("regularizer", "r1"), ("augmentation", "diffaugment")]:
+    for key in [
+        ("generator", "dcgan"),
+        ("discriminator", "dcgan"),
+        ("loss", "hinge"),
+        ("loss", "nonsaturating"),
+        ("style_encoder", "texture"),
+        ("quality_filter", "realism"),
+        ("quality_filter", "style_match"),
+        ("source", "demo"),
+        ("regularizer", "r1"),
+        ("augmentation", "diffaugment"),
+    ]:
         assert names[key] == "ganpipe.builtin"
     assert set(KINDS) == {c.kind for c in reg.all()}
 

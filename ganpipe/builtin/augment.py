@@ -34,7 +34,9 @@ class DiffAugment:
             iy = (rows[None, :] + dy[:, None] + shift).clamp(0, side + 2 * shift - 1)
             ix = (rows[None, :] + dx[:, None] + shift).clamp(0, side + 2 * shift - 1)
             batch = torch.arange(n, device=x.device)[:, None, None]
-            x = padded.permute(0, 2, 3, 1)[batch, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
+            x = padded.permute(0, 2, 3, 1)[batch, iy[:, :, None], ix[:, None, :]].permute(
+                0, 3, 1, 2
+            )
         if self.cutout > 0:
             side = x.shape[-1]
             size = max(1, int(side * self.cutout + 0.5))

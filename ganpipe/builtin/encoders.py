@@ -43,7 +43,9 @@ class TextureColourEncoder(nn.Module):
         for w in widths:
             conv = nn.Conv2d(in_ch, w, 3, padding=1)
             with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) / (in_ch * 9) ** 0.5)
+                conv.weight.copy_(
+                    torch.randn(conv.weight.shape, generator=gen) / (in_ch * 9) ** 0.5
+                )
                 conv.bias.copy_(torch.randn(w, generator=gen) * 0.1)
             conv.requires_grad_(False)
             self.convs.append(conv)

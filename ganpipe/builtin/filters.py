@@ -18,9 +18,10 @@ class Realism:
     higher_is_better = True
 
     def __init__(self, quantile: float = 0.02, threshold: float | None = None):
-        if not 0 <= quantile < 1:
+        self.quantile = float(quantile)
+        self.threshold = None if threshold is None else float(threshold)
+        if not 0 <= self.quantile < 1:
             raise ValueError("realism quantile must be in [0, 1)")
-        self.quantile, self.threshold = quantile, threshold
 
     def score(self, context):
         if context.discriminator is None:
@@ -38,9 +39,9 @@ class StyleMatch:
     higher_is_better = False
 
     def __init__(self, quantile: float = 0.95, margin: float = 1.0):
-        if not 0 < quantile <= 1 or margin <= 0:
+        self.quantile, self.margin = float(quantile), float(margin)
+        if not 0 < self.quantile <= 1 or self.margin <= 0:
             raise ValueError("style_match needs 0 < quantile <= 1 and margin > 0")
-        self.quantile, self.margin = quantile, margin
 
     def score(self, context):
         fake_dist = context.centroid_distance(context.fake_embeddings(), context.styles)
@@ -54,4 +55,3 @@ class StyleMatch:
 
 
 FILTERS = {"realism": Realism, "style_match": StyleMatch}
-

@@ -13,7 +13,9 @@ class ScaledHinge:
 
     def d_loss(self, real_logits, fake_logits):
         CALLS["d"] += 1
-        return self.scale * (torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean())
+        return self.scale * (
+            torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()
+        )
 
     def g_loss(self, fake_logits, real_logits):
         CALLS["g"] += 1

@@ -1,0 +1,39 @@
+# Set-up and the two everyday commands. `make demo` and `make test` each create the virtual
+# environment on first use, so either is the only command a fresh clone needs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# torch: a CPU-only machine gets the CPU build. Where a local CPU wheel lies in /opt/wheels it
+# is used (no download); otherwise PyTorch's CPU index. A GPU user installs a CUDA build into
+# the venv first (see README) and this step keeps it.
+ifneq ($(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl),)
+TORCH_INSTALL ?= torch==2.13.0 --find-links /opt/wheels
+else
+TORCH_INSTALL ?= torch --index-url https://download.pytorch.org/whl/cpu
+endif
+
+.PHONY: install demo test lint clean
+
+$(BIN)/.installed: pyproject.toml plugins/ganpipe-relativistic/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_INSTALL)
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e plugins/ganpipe-relativistic
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/ganpipe run
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check ganpipe flows plugins tests benchmarks
+	$(BIN)/ruff format --check ganpipe flows plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) ganpipe-runs .pytest_cache

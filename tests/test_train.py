@@ -1,0 +1,169 @@
+import io
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+
+from ganpipe.checkpoints import load_network, newest_valid_checkpoint
+from ganpipe.config import load_config
+from ganpipe.errors import ConfigError, StoreError
+from ganpipe.ingest import ingest
+from ganpipe.plugins import load_registry
+from ganpipe.store import RunStore
+from ganpipe.styles import styles
+from ganpipe.train import NonFiniteLoss, train
+from tests.conftest import tiny_overrides
+from tests.fixture_plugins import events, scaled_loss
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A store with the tiny demo dataset ingested and its styles found."""
+    root = tmp_path_factory.mktemp("train") / "store"
+    cfg = load_config(None, tiny_overrides(root))
+    store = RunStore.from_config(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    return root
+
+
+def config_for(root, *extra):
+    return load_config(None, tiny_overrides(root) + list(extra))
+
+
+def weights(store, result):
+    return load_safetensors(store.read_bytes(f"models/demo/{result.version}/generator.safetensors"))
+
+
+def test_training_exports_a_generator_that_renders_each_style(prepared):
+    cfg = config_for(prepared, "train.steps=40")
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    assert result.steps_done == 40 and not result.reused
+    folder = f"models/demo/{result.version}"
+    for name in [
+        "generator.safetensors",
+        "generator.json",
+        "discriminator.safetensors",
+        "metrics.parquet",
+        "samples.png",
+        "config.yaml",
+        "training.json",
+    ]:
+        assert store.exists(f"{folder}/{name}"), name
+    metrics = store.read_parquet(f"{folder}/metrics.parquet")
+    assert list(metrics["step"]) == [10, 20, 30, 40]
+    G, meta = load_network(store, folder, "generator", load_registry(cfg))
+    assert len(meta["styles"]["names"]) == 6
+    with torch.no_grad():
+        z = torch.randn(1, G.z_dim).repeat(6, 1)
+        images = G(z, torch.arange(6))
+    assert images.shape == (6, 3, 16, 16)
+    assert torch.cdist(images.flatten(1), images.flatten(1)).triu(1).max() > 0.5
+
+    again = train(cfg, store)
+    assert again.reused and again.version == result.version
+
+
+def test_interrupted_training_resumes_to_the_same_weights(prepared):
+    extra = [
+        "train.steps=8",
+        "train.checkpoint_every=3",
+        "train.log_every=1",
+        "plugins=[tests.fixture_plugins.events]",
+    ]
+    straight_root = prepared.parent / "straight"
+    import shutil
+
+    shutil.copytree(prepared, straight_root)
+    cfg_a = config_for(straight_root, *extra)
+    a = train(cfg_a, RunStore.from_config(cfg_a))
+
+    cfg_b = config_for(prepared, *extra)
+    store_b = RunStore.from_config(cfg_b)
+    events.CRASH_AT["step"] = 5
+    try:
+        with pytest.raises(events.SimulatedCrash):
+            train(cfg_b, store_b)
+    finally:
+        events.CRASH_AT["step"] = None
+    assert newest_valid_checkpoint(store_b, f"models/demo/{a.version}/checkpoints")[0] == 3
+    events.SEEN["steps"].clear()
+    b = train(cfg_b, store_b)
+    assert events.SEEN["steps"][0] == 4  # resumed after the step-3 checkpoint
+    assert b.version == a.version
+    wa, wb = weights(RunStore.from_config(cfg_a), a), weights(store_b, b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_loss_from_a_plugin_module_is_used(prepared):
+    scaled_loss.CALLS.update(d=0, g=0)
+    cfg = config_for(
+        prepared,
+        "train.steps=5",
+        "train.loss=scaled_hinge",
+        "train.loss_options={scale: 0.5}",
+        "plugins=[tests.fixture_plugins.scaled_loss]",
+    )
+    train(cfg, RunStore.from_config(cfg))
+    assert scaled_loss.CALLS == {"d": 5, "g": 5}
+
+
+def test_every_builtin_loss_regulariser_and_augmentation_trains(prepared):
+    for loss in ["nonsaturating", "hinge", "lsgan", "relativistic"]:
+        cfg = config_for(
+            prepared,
+            "train.steps=3",
+            f"train.loss={loss}",
+            "train.regularizers={r1: {interval: 2}, diversity: {}}",
+            "train.augmentations={diffaugment: {cutout: 0.25}}",
+        )
+        result = train(cfg, RunStore.from_config(cfg))
+        assert result.steps_done == 3
+        assert all(v == v for v in result.final_metrics.values())  # no NaN
+
+
+def test_non_finite_loss_stops_with_a_clear_message(prepared):
+    cfg = config_for(
+        prepared,
+        "train.steps=20",
+        "train.checkpoint_every=4",
+        "train.loss=nan_after",
+        "train.loss_options={after: 6}",
+        "plugins=[tests.fixture_plugins.nan_loss]",
+    )
+    store = RunStore.from_config(cfg)
+    with pytest.raises(NonFiniteLoss) as err:
+        train(cfg, store)
+    assert "step 7" in err.value.message and "discriminator loss" in err.value.message
+    versions = store.listdir("models/demo")
+    found = [newest_valid_checkpoint(store, f"models/demo/{v}/checkpoints") for v in versions]
+    assert any(f is not None and f[0] == 4 for f in found)  # the last good one is kept
+
+
+def test_checkpoints_with_pickled_objects_are_refused(prepared, tmp_path):
+    cfg = config_for(prepared, "train.steps=4", "train.checkpoint_every=2")
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    folder = f"models/demo/{result.version}/checkpoints"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    buf = io.BytesIO()
+    torch.save({"generator": Payload()}, buf, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    store.write_bytes(f"{folder}/step-00000099.pt", buf.getvalue())
+    step, _ = newest_valid_checkpoint(store, folder)
+    assert step == 4  # the hostile newest one is skipped
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(buf.getvalue())
+    bad = config_for(prepared, "train.steps=6", f"train.resume={evil}")
+    with pytest.raises(StoreError, match="cannot be loaded safely"):
+        train(bad, RunStore.from_config(bad))
+    missing = config_for(prepared, "train.steps=6", f"train.resume={tmp_path / 'nope.pt'}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(missing, RunStore.from_config(missing))
