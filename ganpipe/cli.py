@@ -116,18 +116,16 @@ class _RichReporter:
         return lambda n=1: self.progress.advance(task_id, n)
 
     def finish(self, description: str) -> None:
-        task_id = self.tasks.pop(description, None)
-        if task_id is not None:
-            total = self.progress.tasks[task_id].total
-            if total is not None:
-                self.progress.update(task_id, completed=self.progress.tasks[task_id].completed)
+        self.tasks.pop(description, None)
 
     def stop(self) -> None:
         if self.progress.live.is_started:
             self.progress.stop()
 
 
-def _with_progress(fn: Callable[[], Any]) -> Any:
+def _with_progress(fn: Callable[[], Any], show_logs: bool = True) -> Any:
+    """Run a command body with progress bars; ``show_logs`` prints ganpipe's log lines too
+    (off under Prefect, whose own handler already prints them)."""
     import logging
 
     from rich.logging import RichHandler
@@ -136,9 +134,10 @@ def _with_progress(fn: Callable[[], Any]) -> Any:
 
     reporter = _RichReporter()
     progress.set_reporter(reporter)
-    handler = RichHandler(console=console, show_path=False, show_time=False)
     logger = logging.getLogger("ganpipe")
-    logger.addHandler(handler)
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    if show_logs:
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         return _guard(fn)
@@ -173,7 +172,7 @@ def run(
 
         return pipeline(config=cfg.model_dump(mode="json"))
 
-    summary = _with_progress(body)
+    summary = _with_progress(body, show_logs=False)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2, default=str))

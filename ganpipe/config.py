@@ -101,10 +101,13 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     loss: str = "nonsaturating"  # registered loss
     loss_options: dict[str, Any] = Field(default_factory=dict)
-    regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
-    augmentations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
-    steps: int = Field(2000, ge=1)  # optimisation steps (one D and one G update each)
-    max_minutes: float | None = Field(4.0, gt=0)  # wall-clock budget; whichever ends first
+    # name -> options; the defaults keep each style from collapsing to one image on small data
+    regularizers: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"diversity": {"weight": 0.2}}
+    )
+    augmentations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"diffaugment": {}})
+    steps: int = Field(1500, ge=1)  # optimisation steps (one D and one G update each)
+    max_minutes: float | None = Field(3.5, gt=0)  # wall-clock budget; whichever ends first
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     lr_g: float = Field(2e-4, gt=0)

@@ -96,3 +96,23 @@ def test_demo_data_writes_pngs(tmp_path):
     done = ganpipe("demo-data", str(tmp_path / "d"), "--per-style", "2")
     assert done.returncode == 0
     assert len(list((tmp_path / "d").rglob("*.png"))) == 12
+
+
+@pytest.mark.slow
+def test_the_readme_main_command_makes_styles_a_person_can_tell_apart(tmp_path):
+    """`ganpipe run` with the built-in default config, as `make demo` runs it."""
+    summary_path = tmp_path / "summary.json"
+    done = ganpipe(
+        "run", "--set", f"store.root={tmp_path / 'runs'}", "--set", "train.max_minutes=null",
+        "--summary-json", str(summary_path), timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    assert done.stdout.strip().endswith(summary["report_uri"])
+    assert summary["counts"]["styles"] == 6 and summary["counts"]["train_steps"] == 1500
+    # The style encoder puts most samples nearest the style they were asked for.
+    assert summary["metrics"]["style_accuracy"] >= 0.7
+    assert summary["metrics"]["styles_nmi"] >= 0.9
+    assert summary["counts"]["kept"] > 0
