@@ -11,8 +11,11 @@ from tests.conftest import tiny_overrides
 
 def ganpipe(*args, env=None, timeout=600):
     return subprocess.run(
-        [sys.executable, "-m", "ganpipe", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        [sys.executable, "-m", "ganpipe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -29,8 +32,7 @@ def test_help_is_fast_and_imports_neither_torch_nor_prefect():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "LOADED []" in done.stdout
-    for command in ["run", "ingest", "styles", "train", "generate", "filter", "report",
-                    "plugins"]:
+    for command in ["run", "ingest", "styles", "train", "generate", "filter", "report", "plugins"]:
         assert command in done.stdout
 
 
@@ -83,8 +85,20 @@ def test_generate_with_model_uri_style_and_count(tmp_path):
         assert ganpipe(stage, *args).returncode == 0
     model_dir = next((root / "models" / "demo").glob("v-*"))
     out = tmp_path / "out"
-    done = ganpipe("generate", "--model", str(model_dir), "--style", "style-2", "--count", "3",
-                   "--seed", "100", "--out", str(out), *args)
+    done = ganpipe(
+        "generate",
+        "--model",
+        str(model_dir),
+        "--style",
+        "style-2",
+        "--count",
+        "3",
+        "--seed",
+        "100",
+        "--out",
+        str(out),
+        *args,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     images = sorted(p.name for p in out.rglob("*.png"))
     assert images == ["00000100.png", "00000101.png", "00000102.png"]
@@ -103,8 +117,14 @@ def test_the_readme_main_command_makes_styles_a_person_can_tell_apart(tmp_path):
     """`ganpipe run` with the built-in default config, as `make demo` runs it."""
     summary_path = tmp_path / "summary.json"
     done = ganpipe(
-        "run", "--set", f"store.root={tmp_path / 'runs'}", "--set", "train.max_minutes=null",
-        "--summary-json", str(summary_path), timeout=900,
+        "run",
+        "--set",
+        f"store.root={tmp_path / 'runs'}",
+        "--set",
+        "train.max_minutes=null",
+        "--summary-json",
+        str(summary_path),
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     import json

@@ -21,8 +21,14 @@ def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
     state = pipeline(config=cfg.model_dump(mode="json"), return_state=True)
     assert state.is_completed()
     summary = state.result()
-    assert set(summary) == {"dataset_fingerprint", "model_uri", "batch_uri", "report_uri",
-                            "metrics", "counts"}
+    assert set(summary) == {
+        "dataset_fingerprint",
+        "model_uri",
+        "batch_uri",
+        "report_uri",
+        "metrics",
+        "counts",
+    }
     counts = summary["counts"]
     assert counts["inputs"] == 72 == counts["accepted"] + counts["rejected"]
     assert counts["styles"] == 6 and counts["generated"] == 24 and counts["train_steps"] == 80

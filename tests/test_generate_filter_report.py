@@ -110,8 +110,9 @@ def test_filter_scores_every_candidate_and_keeps_a_policy(trained):
 
 
 def test_a_filter_returning_the_wrong_shape_is_named(trained):
-    cfg = cfg_for(trained, "filter.filters=[bad_shape]",
-                  "plugins=[tests.fixture_plugins.bad_filter]")
+    cfg = cfg_for(
+        trained, "filter.filters=[bad_shape]", "plugins=[tests.fixture_plugins.bad_filter]"
+    )
     store = RunStore.from_config(cfg)
     registry = load_registry(cfg)
     generate(cfg, store, registry)

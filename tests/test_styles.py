@@ -29,8 +29,12 @@ def test_discovered_styles_match_the_demo_labels(tmp_path):
 
 
 def test_label_styles_and_their_errors(tmp_path, labelled_folder):
-    base = [f"store.root={tmp_path / 's'}", f"dataset.sources=[{labelled_folder}]",
-            "dataset.image_size=16", "style.source=labels"]
+    base = [
+        f"store.root={tmp_path / 's'}",
+        f"dataset.sources=[{labelled_folder}]",
+        "dataset.image_size=16",
+        "style.source=labels",
+    ]
     cfg = load_config(None, base)
     store = RunStore.from_config(cfg)
     ingest(cfg, store)
