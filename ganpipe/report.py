@@ -175,7 +175,8 @@ def _loss_chart(curves) -> str:
         pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in (pt(a, b) for a, b in zip(x, curves[key])))
         lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
     legend = "".join(
-        f'<text x="{w - 150}" y="{20 + 16 * i}" fill="{c}">{k}</text>'
+        f'<line x1="{w - 170}" y1="{16 + 16 * i}" x2="{w - 150}" y2="{16 + 16 * i}" '
+        f'stroke="{c}" stroke-width="3"/><text x="{w - 144}" y="{20 + 16 * i}">{k}</text>'
         for i, (k, c) in enumerate(series)
     )
     axes = (
@@ -191,14 +192,33 @@ def _loss_chart(curves) -> str:
     )
 
 
+METRIC_NOTES = {
+    "candidates": "samples generated",
+    "kept": "samples that passed the filters and the keep policy",
+    "kept_fraction": "kept / candidates",
+    "style_accuracy": "samples whose nearest style centroid is the style asked for",
+    "style_accuracy_kept": "the same, among kept samples",
+    "frechet_distance": "Fréchet distance of samples to real images (lower is better)",
+    "diversity_fake": "mean distance between samples of one style, style-encoder space",
+    "diversity_real": "the same between real images of one style, for comparison",
+    "styles_nmi": "agreement of discovered styles with the data's labels (1 = identical)",
+    "styles_purity": "share of images whose style's majority label is their own",
+    "styles_silhouette": "separation of the discovered styles (-1..1)",
+    "train_steps": "training steps the model received",
+    "train_images_per_second": "training throughput",
+}
+
+
 def _metrics_table(figures: dict[str, float], training: dict | None) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in figures.items()
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td>"
+        f"<td>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
+        for k, v in figures.items()
     )
     note = ""
     if training and training["steps_done"] < training["steps_target"]:
         note = "<p>Training stopped at its time budget before train.steps.</p>"
-    return f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>{note}"
+    return f"<table><tr><th>metric</th><th>value</th><th></th></tr>{rows}</table>{note}"
 
 
 def _page(title: str, subtitle: str, sections: str, chart: str, table: str) -> str:
@@ -223,6 +243,7 @@ figcaption {{ font-size: 11px; color: #667; }}
 .empty {{ color: #99a; font-style: italic; margin: 0; }}
 table {{ border-collapse: collapse; background: #fff; }}
 td, th {{ padding: 4px 12px; border-bottom: 1px solid #e3e6ea; text-align: left; }}
+td:last-child {{ color: #667; font-size: 13px; }}
 svg text {{ font-size: 12px; fill: #556; }}
 </style></head>
 <body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
