@@ -7,6 +7,7 @@ stages themselves are idempotent, so a retry redoes only what is missing.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -14,10 +15,31 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganpipe.config import Config, validate_config
+from ganpipe.errors import GanpipeError
 from ganpipe.plugins import load_registry
 from ganpipe.store import RunStore
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O failures, never user errors: a missing folder fails the same way each time."""
+    return not isinstance(getattr(state, "data", None), GanpipeError)
+
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+
+
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """A GanpipeError already says what, where and how to fix; a traceback through Prefect's
+    engine only buries that message, so run logs keep the message and drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], GanpipeError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_name).addFilter(_UserErrorsWithoutTraceback())
 
 
 def _open(config: dict[str, Any]) -> tuple[Config, RunStore, Any]:

@@ -136,3 +136,12 @@ def test_the_readme_main_command_makes_styles_a_person_can_tell_apart(tmp_path):
     assert summary["metrics"]["style_accuracy"] >= 0.7
     assert summary["metrics"]["styles_nmi"] >= 0.9
     assert summary["counts"]["kept"] > 0
+
+
+@pytest.mark.slow
+def test_run_with_bad_data_fails_fast_with_one_clear_message(tmp_path):
+    done = ganpipe("run", *sets(tmp_path / "s", **{"dataset.sources": f"[{tmp_path / 'none'}]"}))
+    assert done.returncode == 1
+    assert "error: source" in done.stderr and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Retries are exhausted" not in done.stderr + done.stdout  # user errors never retry
