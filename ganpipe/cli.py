@@ -196,7 +196,21 @@ def ingest(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None
         return stage(cfg, RunStore.from_config(cfg)).to_dict()
 
     result = _with_progress(body)
-    _print_record("ingested", result)
+    from rich.table import Table
+
+    state = "unchanged, reused" if result["reused"] else "new version"
+    table = Table("", "images", title=f"dataset {result['name']}/{result['fingerprint']} ({state})")
+    table.add_row("inputs", str(result["counts"]["inputs"]))
+    table.add_row("[green]accepted", str(result["counts"]["accepted"]))
+    table.add_row("[red]rejected", str(result["counts"]["rejected"]))
+    for reason, n in result["rejected_by_reason"].items():
+        table.add_row(f"  {reason}", str(n))
+    table.add_row("read and decoded now", str(result["decoded"]))
+    table.add_row("known from earlier runs", str(result["reused_inputs"]))
+    out.print(table)
+    out.print(f"manifest: {result['uri']}/manifest.parquet", highlight=False, soft_wrap=True)
+    if result["counts"]["rejected"]:
+        out.print(f"rejects:  {result['uri']}/rejects.parquet", highlight=False, soft_wrap=True)
 
 
 @app.command()

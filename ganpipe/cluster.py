@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 
-def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, restarts: int = 4):
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, restarts: int = 8):
     """k-means++ seeded, best of ``restarts`` by inertia. Returns (labels, centroids)."""
     n = x.shape[0]
     if k > n:
@@ -69,7 +69,7 @@ def choose_k(x: torch.Tensor, max_k: int, seed: int = 0) -> tuple[int, dict[int,
     """The k in [2, max_k] with the best silhouette."""
     scores = {}
     for k in range(2, min(max_k, x.shape[0] - 1) + 1):
-        labels, _ = kmeans(x, k, seed=seed, restarts=2)
+        labels, _ = kmeans(x, k, seed=seed)
         scores[k] = silhouette(x, labels, seed=seed)
     if not scores:
         return 1, {}

@@ -34,10 +34,16 @@ class DatasetConfig(Section):
     name: str = "demo"  # dataset name in the store
     sources: list[str] = Field(default_factory=lambda: ["demo"])  # folders, globs; demo=built-in
     labels: str = "dirs"  # dirs | column:<name> | none
+    path_column: str = "path"  # column of a CSV/Parquet manifest that holds image paths
+    storage_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options for sources
     image_size: int = 32  # side of the square training images
     resize: Literal["center_crop", "pad", "stretch"] = "center_crop"
+    background: tuple[int, int, int] = (255, 255, 255)  # transparency and padding colour
     min_size: int = 8  # smaller inputs are quarantined as too_small
-    max_pixels: int = 50_000_000  # larger inputs are refused before decoding (too_large)
+    max_pixels: int = Field(50_000_000, ge=1)  # larger inputs are refused before decoding
+    max_bytes: int = Field(200_000_000, ge=1)  # larger files are refused unread (too_large)
+    workers: int = Field(0, ge=0)  # decoding threads; 0 = one per core
+    shard_mb: float = Field(64, gt=0)  # pixels per shard file, in MB
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # share of images held out, by content hash
     demo_per_style: int = Field(64, ge=4)  # images per style of the built-in demo dataset
 
@@ -58,6 +64,13 @@ class DatasetConfig(Section):
     def _labels_form(cls, v: str) -> str:
         if not _LABELS.match(v):
             raise ValueError("must be 'dirs', 'none' or 'column:<name>'")
+        return v
+
+    @field_validator("background")
+    @classmethod
+    def _rgb(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in v):
+            raise ValueError("must be three values from 0 to 255, e.g. [255, 255, 255]")
         return v
 
     @field_validator("image_size")
@@ -110,6 +123,7 @@ class TrainConfig(Section):
     max_minutes: float | None = Field(3.5, gt=0)  # wall-clock budget; whichever ends first
     batch_size: int = Field(64, ge=1)
     seed: int = 0
+    data_memory_mb: float = Field(2048, gt=0)  # training pixels held in memory; beyond, stream
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.99)
@@ -161,7 +175,52 @@ class Config(Section):
         return stable_hash({s: data[s] for s in sections})
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The config as YAML with secrets masked: what is saved beside results and printed."""
+        return yaml.safe_dump(redact(self.model_dump(mode="json")), sort_keys=False)
+
+
+_SECRET_KEY = re.compile(r"(secret|password|token|passphrase|credential|^key$|access_key)", re.I)
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def redact(data: Any) -> Any:
+    """Mask values under secret-looking keys (``secret``, ``key``, ``token``...), except
+    ``${ENV_VAR}`` references, which name a secret without holding it."""
+    if isinstance(data, dict):
+        return {
+            k: "***" if _SECRET_KEY.search(str(k)) and not _is_env_ref(v) else redact(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
+def _is_env_ref(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ENV_REF.match(value))
+
+
+def resolve_env_refs(options: dict[str, Any], where: str) -> dict[str, Any]:
+    """Replace ``${ENV_VAR}`` values with the variable's value, so configs (and everything they
+    are copied into) can name credentials without containing them."""
+    import os
+
+    resolved: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            resolved[key] = resolve_env_refs(value, f"{where}.{key}")
+        elif _is_env_ref(value):
+            name = _ENV_REF.match(value).group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{where}.{key} refers to the environment variable {name}, which is not set",
+                    where=f"{where}.{key}",
+                    fix=f"export {name}=... before running",
+                )
+            resolved[key] = os.environ[name]
+        else:
+            resolved[key] = value
+    return resolved
 
 
 def _folder_name(v: str) -> str:

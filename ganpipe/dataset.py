@@ -1,7 +1,13 @@
-"""Reading an ingested dataset back: its manifest and its pixels."""
+"""Reading an ingested dataset back: its manifest, and its pixels shard by shard.
+
+Nothing here holds a whole large dataset in memory unless asked to: stages stream shards
+(``iter_shards``), load only the rows they need (``load_pixels``), or train from a bounded
+window of shards (``TrainingImages``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,19 +20,52 @@ from ganpipe.store import RunStore
 
 @dataclass
 class Dataset:
+    """A dataset version's manifest; pixels are read on demand."""
+
+    store: RunStore
     name: str
     fingerprint: str
-    manifest: pd.DataFrame  # rows in shard order, aligned with ``pixels``
-    pixels: np.ndarray  # (N, H, W, 3) uint8
+    manifest: pd.DataFrame
 
-    def subset(self, mask) -> Dataset:
-        mask = np.asarray(mask, dtype=bool)
-        return Dataset(
-            self.name,
-            self.fingerprint,
-            self.manifest[mask].reset_index(drop=True),
-            self.pixels[mask],
+    @property
+    def folder(self) -> str:
+        return layout.dataset_dir(self.name, self.fingerprint)
+
+    def iter_shards(
+        self, rows: pd.DataFrame | None = None
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """(rows, pixels) per shard, for ``rows`` (default: all) in manifest order."""
+        rows = self.manifest if rows is None else rows
+        for shard, part in rows.groupby("shard", sort=False):
+            array = self.store.read_npy(f"{self.folder}/{shard}")
+            yield part, array[part["offset"].to_numpy()]
+
+    def load_pixels(self, rows: pd.DataFrame | None = None) -> np.ndarray:
+        """Pixels of ``rows`` (default: all), in the order of ``rows``."""
+        rows = self.manifest if rows is None else rows
+        if len(rows) == 0:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        out: np.ndarray | None = None
+        position = {label: i for i, label in enumerate(rows.index)}
+        for part, pixels in self.iter_shards(rows):
+            if out is None:
+                out = np.empty((len(rows), *pixels.shape[1:]), np.uint8)
+            out[[position[i] for i in part.index]] = pixels
+        return out
+
+    def rows_for(self, ids) -> pd.DataFrame:
+        """Manifest rows of the given image ids, in that order."""
+        by_id = self.manifest.reset_index().set_index("id")
+        return self.manifest.loc[by_id.loc[list(ids), "index"].to_numpy()]
+
+    def sample(self, per_group: int, by: pd.Series, seed: int = 0) -> pd.DataFrame:
+        """At most ``per_group`` rows of each group of ``by`` (seeded), for statistics that do
+        not need every image."""
+        frame = self.manifest.assign(_group=by.to_numpy())
+        picked = frame.groupby("_group", group_keys=False).apply(
+            lambda g: g.sample(min(len(g), per_group), random_state=seed), include_groups=False
         )
+        return self.manifest.loc[sorted(picked.index)]
 
 
 def latest_fingerprint(store: RunStore, name: str) -> str:
@@ -42,10 +81,73 @@ def latest_fingerprint(store: RunStore, name: str) -> str:
 
 def load_dataset(store: RunStore, name: str, fingerprint: str | None = None) -> Dataset:
     fingerprint = fingerprint or latest_fingerprint(store, name)
-    folder = layout.dataset_dir(name, fingerprint)
-    manifest = store.read_parquet(f"{folder}/manifest.parquet")
-    arrays = [store.read_npy(f"{folder}/{shard}") for shard in manifest["shard"].unique()]
-    return Dataset(name, fingerprint, manifest, np.concatenate(arrays))
+    manifest = store.read_parquet(f"{layout.dataset_dir(name, fingerprint)}/manifest.parquet")
+    return Dataset(store, name, fingerprint, manifest)
+
+
+class TrainingImages:
+    """Random training batches streamed from shards within a memory budget.
+
+    When every training image fits in ``budget_mb`` they are all kept (as uint8). Otherwise a
+    window of shards is resident and slides by one shard every time the window's images have
+    been drawn about once, visiting shards in a seeded order. The window is a pure function of
+    the step, so a resumed run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, dataset: Dataset, rows: pd.DataFrame, styles: np.ndarray,
+                 budget_mb: float, batch_size: int, seed: int):  # fmt: skip
+        import torch
+
+        self.dataset = dataset
+        self.groups = [(shard, part, styles[rows.index.get_indexer(part.index)])
+                       for shard, part in rows.groupby("shard", sort=False)]  # fmt: skip
+        image_bytes = int(np.prod(dataset.load_pixels(rows.iloc[:1]).shape[1:]))
+        total = len(rows) * image_bytes
+        budget = int(budget_mb * (1 << 20))
+        order = torch.randperm(len(self.groups), generator=torch.Generator().manual_seed(seed))
+        self.order = order.tolist()
+        if total <= budget:
+            self.window_size, self.period = len(self.groups), None
+        else:
+            per_shard = max(1, total // len(self.groups))
+            self.window_size = max(1, min(len(self.groups), budget // per_shard))
+            resident = self.window_size * len(rows) // len(self.groups)
+            self.period = max(1, resident // batch_size)
+        self._window: tuple[int, ...] | None = None
+        self.loads = 0  # shard reads so far (for tests and progress)
+
+    def _at(self, step: int) -> None:
+        import torch
+
+        start = 0 if self.period is None else step // self.period
+        window = tuple(self.order[(start + j) % len(self.order)] for j in range(self.window_size))
+        if window == self._window:
+            return
+        kept = dict(zip(self._window, self._parts)) if self._window else {}
+        parts = []
+        for g in window:
+            if g not in kept:
+                shard, part, styles = self.groups[g]
+                pixels = self.dataset.store.read_npy(f"{self.dataset.folder}/{shard}")
+                kept[g] = (torch.from_numpy(pixels[part["offset"].to_numpy()]),
+                           torch.from_numpy(styles.astype(np.int64)))  # fmt: skip
+                self.loads += 1
+            parts.append(kept[g])
+        self._window, self._parts = window, parts
+        self.pixels = torch.cat([p for p, _ in parts])
+        self.styles = torch.cat([s for _, s in parts])
+
+    def batch(self, step: int, size: int, rng, device):
+        """(images in [-1, 1], style indices) for ``step``, drawn with ``rng``."""
+        import torch
+
+        self._at(step)
+        idx = torch.randint(len(self.pixels), (size,), generator=rng)
+        images = self.pixels[idx].to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return images, self.styles[idx].to(device)
+
+    def __len__(self) -> int:
+        return sum(len(part) for _, part, _ in self.groups)
 
 
 def to_tensor(pixels: np.ndarray):

@@ -17,12 +17,14 @@ from PIL import Image
 
 from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
-from ganpipe.dataset import load_dataset, to_tensor
+from ganpipe.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
 from ganpipe.store import RunStore
 from ganpipe.styles import StyleTable, load_styles
+
+REAL_PER_STYLE = 256  # real images per style sampled for score distributions
 
 
 @dataclass
@@ -37,7 +39,7 @@ class FilterContext:
     table: StyleTable
     encoder: torch.nn.Module
     discriminator: torch.nn.Module | None
-    real_ids: list[str] = field(default_factory=list)  # dataset image ids, aligned with real_*
+    dataset: Dataset | None = None  # the training data, for anything else a filter needs
 
     @property
     def num_styles(self) -> int:
@@ -101,7 +103,11 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
     _, assignments = load_styles(store, dataset.fingerprint, table.encoder)
     style_of = dict(zip(assignments["id"], assignments["style"]))
-    real_styles = torch.tensor([table.names.index(style_of[i]) for i in dataset.manifest["id"]])
+    # Thresholds come from the real images' score distributions; a seeded sample per style
+    # estimates them as well as every image would, at a bounded cost.
+    all_styles = dataset.manifest["id"].map(style_of)
+    real = dataset.sample(REAL_PER_STYLE, all_styles, seed=0)
+    real_styles = torch.tensor([table.names.index(style_of[i]) for i in real["id"]])
     encoder = registry.create(
         "style_encoder",
         table.encoder,
@@ -112,12 +118,12 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     return FilterContext(
         images,
         styles_idx,
-        to_tensor(dataset.pixels),
+        to_tensor(dataset.load_pixels(real)),
         real_styles,
         table,
         encoder,
         discriminator,
-        list(dataset.manifest["id"]),
+        dataset,
     )
 
 

@@ -2,12 +2,15 @@
 
 Counts always balance: inputs == accepted + rejected. The dataset fingerprint depends only on the
 accepted content, its labels and the preprocessing settings, so ingesting the same data again
-gives the same fingerprint and writes nothing new.
+gives the same fingerprint. Ingestion is incremental: what each input (by URI, size and mtime or
+ETag) hashed and decoded to is remembered in ``datasets/<name>/inputs.parquet``, so unchanged
+data is not read again and adding files decodes only the new ones.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -21,12 +24,15 @@ from ganpipe.errors import GanpipeError
 from ganpipe.hashing import sha256_bytes, stable_hash
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
+from ganpipe.shards import ShardCache, ShardWriter
 from ganpipe.sources import SourceItem, list_items
 from ganpipe.store import RunStore
 
-SHARD_SIZE = 4096
+CHUNK = 512  # inputs decoded per round; bounds the decoded pixels held at once
 MANIFEST_COLUMNS = ["id", "source", "sha256", "width", "height", "mode", "label", "split"]
 REJECT_COLUMNS = ["source", "reason", "detail"]
+CACHE_COLUMNS = ["source", "identity", "settings", "sha256", "reason", "detail", "width",
+                 "height", "mode", "shard", "offset"]  # fmt: skip
 
 
 @dataclass
@@ -36,101 +42,213 @@ class IngestResult:
     uri: str
     counts: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    reused: bool = False
+    decoded: int = 0  # inputs read and decoded in this run
+    reused_inputs: int = 0  # inputs known from an earlier run, not decoded again
+    reused: bool = False  # the dataset version already existed
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass
-class _Outcome:
+class _Seen:
+    """One input after reading and decoding, or after the input cache vouched for it."""
+
     item: SourceItem
     sha256: str | None
     result: Decoded | Rejected
+    cached: dict | None = None  # the cache row it came from
+    meta: tuple | None = None  # (width, height, mode) when its bytes decoded fine
+    slot: tuple[str, int] | None = None  # (shard, offset) its pixels were written to
 
+    def __post_init__(self):
+        if self.meta is None and isinstance(self.result, Decoded):
+            self.meta = (self.result.width, self.result.height, self.result.mode)
 
-def _process(item: SourceItem, settings: DecodeSettings) -> _Outcome:
-    try:
-        data = item.read()
-    except Exception as exc:  # permissions, broken links, vanished objects
-        return _Outcome(item, None, Rejected("unreadable", f"{type(exc).__name__}: {exc}"))
-    return _Outcome(item, sha256_bytes(data), decode_image(data, settings))
+    def duplicate_of(self, twin_uri: str) -> _Seen:
+        reject = Rejected("duplicate", f"same content as {twin_uri}")
+        return _Seen(self.item, self.sha256, reject, self.cached, self.meta)
 
 
 def decode_settings(config: Config) -> DecodeSettings:
     d = config.dataset
-    return DecodeSettings(d.image_size, d.resize, d.min_size, d.max_pixels)
+    return DecodeSettings(d.image_size, d.resize, d.min_size, d.max_pixels, tuple(d.background))
+
+
+def preprocessing(config: Config) -> dict:
+    """Everything besides content and labels that shapes a dataset version's pixels."""
+    d = config.dataset
+    return {"image_size": d.image_size, "resize": d.resize, "background": list(d.background),
+            "val_fraction": d.val_fraction, "labels": d.labels, "format": 1}  # fmt: skip
+
+
+def _read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int) -> _Seen:
+    if item.problem is not None:
+        return _Seen(item, None, Rejected(*item.problem))
+    listed_size = int(item.identity.split(":", 1)[0]) if item.identity else 0
+    if listed_size > max_bytes:  # known from the listing: never downloaded
+        detail = f"{listed_size} bytes exceeds dataset.max_bytes={max_bytes}"
+        return _Seen(item, None, Rejected("too_large", detail))
+    try:
+        data = item.read()
+    except Exception as exc:  # permissions, broken links, vanished objects
+        return _Seen(item, None, Rejected("unreadable", f"{type(exc).__name__}: {exc}"))
+    if len(data) > max_bytes:
+        detail = f"{len(data)} bytes exceeds dataset.max_bytes={max_bytes}"
+        return _Seen(item, sha256_bytes(data), Rejected("too_large", detail))
+    return _Seen(item, sha256_bytes(data), decode_image(data, settings))
 
 
 def ingest(config: Config, store: RunStore, registry: Registry | None = None) -> IngestResult:
     registry = registry or load_registry(config)
     d = config.dataset
     settings = decode_settings(config)
+    settings_key = stable_hash(asdict(settings))
+    workers = d.workers or os.cpu_count() or 1
 
-    # List inputs.
-    items = list_items(d, registry, config.store.storage_options)
+    # List inputs, and learn the identity of those the listing did not describe.
+    items = list_items(config, registry)
     if not items:
         raise GanpipeError(
             "the dataset sources list no files",
             where=f"dataset.sources = {d.sources}",
-            fix="point dataset.sources at a folder or glob that holds images",
+            fix="point dataset.sources at a folder, glob or manifest that lists images",
         )
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        items = list(pool.map(_with_identity, items))
+        cache = _load_cache(store, d.name)
+        hits = [cache.get((it.uri, it.identity, settings_key)) if it.identity else None
+                for it in items]  # fmt: skip
 
-    # Read, hash and decode in parallel (PIL releases the GIL while decoding and resizing).
-    with (
-        step(f"ingest {d.name}", total=len(items)) as advance,
-        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
-    ):
-        outcomes = []
-        for outcome in pool.map(lambda it: _process(it, settings), items):
-            outcomes.append(outcome)
-            advance(1)
+        # Fast path: every input is known and the dataset version exists: nothing to read.
+        if all(h is not None or it.problem for h, it in zip(hits, items)):
+            seen = [_from_cache(it, h) for it, h in zip(items, hits)]
+            accepted, rejects = _sort_out(seen)
+            fingerprint = _fingerprint(accepted, config)
+            if store.exists(f"{layout.dataset_dir(d.name, fingerprint)}/manifest.parquet"):
+                result = _result(config, store, fingerprint, items, accepted, rejects, 0)
+                result.reused = True
+                log.info("dataset %s/%s is unchanged: nothing to read", d.name, fingerprint)
+                store.write_json(layout.dataset_latest(d.name), {"fingerprint": fingerprint})
+                return result
 
-    # Sort accepted from rejected; the first copy of identical bytes wins.
-    accepted, rejects, first_seen = [], [], {}
-    for o in outcomes:
-        if isinstance(o.result, Rejected):
-            rejects.append((o.item.uri, o.result.reason, o.result.detail))
-        elif o.sha256 in first_seen:
-            rejects.append((o.item.uri, "duplicate", f"same content as {first_seen[o.sha256]}"))
-        else:
-            first_seen[o.sha256] = o.item.uri
-            accepted.append(o)
-    assert len(accepted) + len(rejects) == len(items)  # nothing may go missing
+        # Read, hash and decode what is new, in parallel (PIL releases the GIL while it
+        # decodes and resizes); stream accepted pixels into shards as they come.
+        dataset_root = f"datasets/{d.name}"
+        writer = ShardWriter(store, ShardWriter.staging_folder(dataset_root), d.image_size,
+                             d.shard_mb)  # fmt: skip
+        shards = ShardCache(store)
+        accepted, rejects, first_uri, decoded = [], [], {}, 0
+        with step(f"ingest {d.name}", total=len(items)) as advance:
+            for seen_chunk in _chunks(items, hits, pool, settings, d.max_bytes):
+                for s in seen_chunk:
+                    if s.cached is not None and s.meta is not None:  # known to decode fine
+                        pixels = _cached_pixels(shards, s.cached)
+                        if pixels is None:  # its old shard is gone: decode after all
+                            s = _read_and_decode(s.item, settings, d.max_bytes)
+                        else:
+                            s.result = Decoded(pixels, *s.meta)
+                    decoded += s.cached is None and s.item.problem is None
+                    if isinstance(s.result, Rejected):
+                        rejects.append(s)
+                    elif s.sha256 in first_uri:
+                        rejects.append(s.duplicate_of(first_uri[s.sha256]))
+                    else:
+                        first_uri[s.sha256] = s.item.uri
+                        s.slot = writer.add(s.result.pixels)
+                        s.result = Decoded(None, *s.meta)  # the shard holds the pixels now
+                        accepted.append(s)
+                advance(len(seen_chunk))
+        writer.flush()
 
-    rejected_frame = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
-    by_reason = rejected_frame["reason"].value_counts().sort_index().to_dict()
-    counts = {"inputs": len(items), "accepted": len(accepted), "rejected": len(rejects)}
-    if not accepted:
-        summary = ", ".join(f"{k}: {v}" for k, v in by_reason.items())
-        raise GanpipeError(
-            f"no usable images among {len(items)} inputs (rejected: {summary})",
-            where=f"dataset.sources = {d.sources}",
-            fix="check that the sources hold readable images of at least dataset.min_size pixels",
-        )
-
-    # Fingerprint: accepted content + labels + preprocessing, nothing else.
-    accepted.sort(key=lambda o: o.sha256)
-    preprocessing = {
-        "image_size": d.image_size,
-        "resize": d.resize,
-        "val_fraction": d.val_fraction,
-        "labels": d.labels,
-        "format": 1,
-    }
-    fingerprint = stable_hash(
-        {"images": [(o.sha256, o.item.label) for o in accepted], "preprocessing": preprocessing}
-    )
+    fingerprint = _fingerprint(accepted, config)
+    result = _result(config, store, fingerprint, items, accepted, rejects, decoded)
     out = layout.dataset_dir(d.name, fingerprint)
-    result = IngestResult(d.name, fingerprint, store.uri(out), counts, by_reason)
-
     if store.exists(f"{out}/manifest.parquet"):
         result.reused = True
-        log.info("dataset %s/%s is unchanged: reusing it", d.name, fingerprint)
+        store.remove(writer.staging)
     else:
-        _write_dataset(store, out, accepted, rejected_frame, config, result)
+        if writer.names:
+            store.move(writer.staging, f"{out}/shards")
+        _write_dataset(store, out, accepted, rejects, config, result)
+    _save_cache(store, d.name, out, accepted, rejects, settings_key)
     store.write_json(layout.dataset_latest(d.name), {"fingerprint": fingerprint})
     return result
+
+
+def _with_identity(item: SourceItem) -> SourceItem:
+    if item.identity is not None or item.stat is None or item.problem is not None:
+        return item
+    try:
+        identity = item.stat()
+    except Exception:  # unreadable: ingest will read it and record why
+        identity = None
+    return SourceItem(item.uri, item.label, item.read, identity, None, item.problem)
+
+
+def _chunks(items, hits, pool, settings, max_bytes) -> Iterator[list[_Seen]]:
+    """Inputs in URI order, CHUNK at a time; inputs the cache knows are not read."""
+    for start in range(0, len(items), CHUNK):
+        chunk = list(zip(items[start : start + CHUNK], hits[start : start + CHUNK]))
+        todo = [it for it, h in chunk if h is None]
+        fresh = iter(pool.map(lambda it: _read_and_decode(it, settings, max_bytes), todo))
+        yield [next(fresh) if h is None else _from_cache(it, h) for it, h in chunk]
+
+
+def _from_cache(item: SourceItem, row: dict | None) -> _Seen:
+    if item.problem is not None or row is None:
+        return _Seen(item, None, Rejected(*(item.problem or ("unreadable", "not cached"))))
+    if row["reason"] is not None:
+        return _Seen(item, row["sha256"], Rejected(row["reason"], row["detail"]), row)
+    meta = (int(row["width"]), int(row["height"]), row["mode"])
+    return _Seen(item, row["sha256"], Decoded(None, *meta), row)
+
+
+def _cached_pixels(shards: ShardCache, row: dict) -> np.ndarray | None:
+    return None if row["shard"] is None else shards.get(row["shard"], int(row["offset"]))
+
+
+def _sort_out(seen: list[_Seen]) -> tuple[list[_Seen], list[_Seen]]:
+    """Accepted and rejected, the first copy of identical bytes winning (as in a full run)."""
+    accepted, rejects, first = [], [], {}
+    for s in seen:
+        if isinstance(s.result, Rejected):
+            rejects.append(s)
+        elif s.sha256 in first:
+            rejects.append(s.duplicate_of(first[s.sha256]))
+        else:
+            first[s.sha256] = s.item.uri
+            accepted.append(s)
+    return accepted, rejects
+
+
+def _fingerprint(accepted: list[_Seen], config: Config) -> str:
+    content = sorted((s.sha256, s.item.label or "") for s in accepted)
+    return stable_hash({"images": content, "preprocessing": preprocessing(config)})
+
+
+def _result(config, store, fingerprint, items, accepted, rejects, decoded) -> IngestResult:
+    by_reason = pd.Series([s.result.reason for s in rejects], dtype="string").value_counts()
+    counts = {"inputs": len(items), "accepted": len(accepted), "rejected": len(rejects)}
+    if counts["inputs"] != counts["accepted"] + counts["rejected"]:
+        raise AssertionError(f"ingest lost track of inputs: {counts}")  # must never happen
+    if not accepted:
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items()))
+        raise GanpipeError(
+            f"no usable images among {len(items)} inputs (rejected: {summary})",
+            where=f"dataset.sources = {config.dataset.sources}",
+            fix="check that the sources hold readable images of at least dataset.min_size pixels",
+        )
+    name = config.dataset.name
+    return IngestResult(
+        name,
+        fingerprint,
+        store.uri(layout.dataset_dir(name, fingerprint)),
+        counts,
+        {k: int(v) for k, v in sorted(by_reason.items())},
+        decoded,
+        len(items) - decoded,
+    )
 
 
 def _split(sha: str, val_fraction: float) -> str:
@@ -138,30 +256,73 @@ def _split(sha: str, val_fraction: float) -> str:
     return "val" if int(sha[:8], 16) / 0xFFFFFFFF < val_fraction else "train"
 
 
-def _write_dataset(store, out, accepted, rejected_frame, config, result) -> None:
-    rows = []
-    for start in range(0, len(accepted), SHARD_SIZE):
-        chunk = accepted[start : start + SHARD_SIZE]
-        shard = f"shards/shard-{start // SHARD_SIZE:05d}.npy"
-        store.write_npy(f"{out}/{shard}", np.stack([o.result.pixels for o in chunk]))
-        for offset, o in enumerate(chunk):
-            rows.append(
-                {
-                    "id": o.sha256[:16],
-                    "source": o.item.uri,
-                    "sha256": o.sha256,
-                    "width": o.result.width,
-                    "height": o.result.height,
-                    "mode": o.result.mode,
-                    "label": o.item.label,
-                    "split": _split(o.sha256, config.dataset.val_fraction),
-                    "shard": shard,
-                    "offset": offset,
-                }
-            )
-    manifest = pd.DataFrame(rows)
-    manifest["label"] = manifest["label"].astype("string")
-    store.write_parquet(f"{out}/rejects.parquet", rejected_frame)
+def _write_dataset(store, out, accepted, rejects, config, result) -> None:
+    manifest = pd.DataFrame(
+        {
+            "id": [s.sha256[:16] for s in accepted],
+            "source": [s.item.uri for s in accepted],
+            "sha256": [s.sha256 for s in accepted],
+            "width": [int(s.result.width) for s in accepted],
+            "height": [int(s.result.height) for s in accepted],
+            "mode": [s.result.mode for s in accepted],
+            "label": pd.Series([s.item.label for s in accepted], dtype="string"),
+            "split": [_split(s.sha256, config.dataset.val_fraction) for s in accepted],
+            "shard": [f"shards/{s.slot[0]}" for s in accepted],
+            "offset": [s.slot[1] for s in accepted],
+        }
+    )
+    rejected = pd.DataFrame(
+        {
+            "source": [s.item.uri for s in rejects],
+            "reason": [s.result.reason for s in rejects],
+            "detail": [s.result.detail for s in rejects],
+        },
+        columns=REJECT_COLUMNS,
+    )
+    store.write_parquet(f"{out}/rejects.parquet", rejected)
     store.write_text(f"{out}/config.yaml", config.to_yaml())
     store.write_json(f"{out}/summary.json", result.to_dict())
     store.write_parquet(f"{out}/manifest.parquet", manifest)  # last: marks the dataset complete
+
+
+# The input cache ---------------------------------------------------------------------------
+
+
+def _load_cache(store: RunStore, name: str) -> dict[tuple, dict]:
+    rel = layout.dataset_input_cache(name)
+    if not store.exists(rel):
+        return {}
+    frame = store.read_parquet(rel).astype(object)
+    frame = frame.where(frame.notna(), None)
+    return {(r["source"], r["identity"], r["settings"]): r for r in frame.to_dict("records")}
+
+
+def _save_cache(store, name, out, accepted, rejects, settings_key) -> None:
+    """Remember every input with a known identity: its hash and what decoding it gave."""
+    manifest = store.read_parquet(f"{out}/manifest.parquet")
+    slot = dict(zip(manifest["sha256"], zip(manifest["shard"], manifest["offset"])))
+    rows = []
+    for s in accepted + rejects:
+        if (
+            s.item.identity is None
+            or s.sha256 is None
+            or s.meta is None
+            and s.result.reason == "unreadable"
+        ):
+            continue  # nothing stable to remember
+        # A duplicate is remembered as what its bytes are (fine), and finds its pixels in its
+        # twin's shard: the same bytes give the same pixels.
+        fine = s.meta is not None
+        shard, offset = slot.get(s.sha256, (None, None)) if fine else (None, None)
+        rows.append({
+            "source": s.item.uri, "identity": s.item.identity, "settings": settings_key,
+            "sha256": s.sha256,
+            "reason": None if fine else s.result.reason,
+            "detail": None if fine else s.result.detail,
+            "width": s.meta[0] if fine else None,
+            "height": s.meta[1] if fine else None,
+            "mode": s.meta[2] if fine else None,
+            "shard": f"{out}/{shard}" if shard is not None else None,
+            "offset": offset,
+        })  # fmt: skip
+    store.write_parquet(layout.dataset_input_cache(name), pd.DataFrame(rows, columns=CACHE_COLUMNS))

@@ -15,6 +15,11 @@ def dataset_latest(name: str) -> str:
     return f"datasets/{name}/latest.json"
 
 
+def dataset_input_cache(name: str) -> str:
+    """What each input (by URI and size + mtime/ETag) hashed and decoded to, across versions."""
+    return f"datasets/{name}/inputs.parquet"
+
+
 def styles_dir(fingerprint: str, encoder: str) -> str:
     return f"styles/{fingerprint}/{encoder}"
 

@@ -82,12 +82,10 @@ def report(
     out.write_json(f"{batch_folder}/metrics.json", figures)
 
     # Page.
-    real_px = to_pixels(ctx.real_images)
-    row_of = {v: i for i, v in enumerate(ctx.real_ids)}
     fake_px = to_pixels(images)
     sections = []
     for s, name in enumerate(table.names):
-        ex = [real_px[row_of[i]] for i in table.exemplars[s][:SHOW] if i in row_of]
+        ex = list(ctx.dataset.load_pixels(ctx.dataset.rows_for(table.exemplars[s][:SHOW])))
         mine = manifest.index[manifest["style"] == name].to_numpy()
         kept_rows = [i for i in mine if manifest.at[i, "kept"]][:SHOW]
         rej_rows = [i for i in mine if not manifest.at[i, "kept"]][:SHOW]

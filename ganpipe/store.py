@@ -28,8 +28,11 @@ class RunStore:
     """Relative paths (``datasets/demo/<fp>/manifest.parquet``) resolved under one root URI."""
 
     def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+        from ganpipe.config import resolve_env_refs
+
+        options = resolve_env_refs(storage_options or {}, "store.storage_options")
         try:
-            self.fs, root_path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+            self.fs, root_path = fsspec.core.url_to_fs(root, **options)
         except (ValueError, ImportError) as exc:
             raise StoreError(
                 f"cannot open the run store {root!r}: {exc}",
@@ -119,6 +122,14 @@ class RunStore:
 
         # allow_pickle=False: arrays in a store may come from anyone; never unpickle them.
         return np.load(io.BytesIO(self.read_bytes(rel)), allow_pickle=False)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move a file or folder within the store: a rename locally, copy + delete on S3."""
+        if self.local:
+            os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
+            os.replace(self.path(src), self.path(dst))
+        else:
+            self.fs.mv(self.path(src), self.path(dst), recursive=True)
 
     def remove(self, rel: str) -> None:
         if self.exists(rel):

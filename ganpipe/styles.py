@@ -17,7 +17,7 @@ from ganpipe import layout
 from ganpipe.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.config import Config
 from ganpipe.dataset import Dataset, load_dataset, to_tensor
-from ganpipe.errors import ConfigError, StoreError
+from ganpipe.errors import ConfigError, PluginError, StoreError
 from ganpipe.images import encode, grid
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
@@ -101,6 +101,20 @@ def embed(encoder: torch.nn.Module, pixels: np.ndarray, batch_size: int = 256) -
     return torch.cat(out).float()
 
 
+def embed_dataset(encoder: torch.nn.Module, dataset: Dataset, advance=None) -> torch.Tensor:
+    """Embeddings of every image, aligned with the manifest, reading one shard at a time."""
+    out: torch.Tensor | None = None
+    position = {label: i for i, label in enumerate(dataset.manifest.index)}
+    for part, pixels in dataset.iter_shards():
+        e = embed(encoder, pixels)
+        if out is None:
+            out = torch.empty(len(dataset.manifest), *e.shape[1:])
+        out[[position[i] for i in part.index]] = e
+        if advance:
+            advance(len(part))
+    return out
+
+
 def styles(config: Config, store: RunStore, registry: Registry | None = None) -> StylesResult:
     registry = registry or load_registry(config)
     dataset = load_dataset(store, config.dataset.name)
@@ -115,14 +129,21 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
 
     # Embed every image.
     encoder = build_encoder(registry, config)
-    with step(f"embed with {s.encoder}", total=1) as advance:
-        embeddings = embed(encoder, dataset.pixels)
-        advance(1)
-    if embeddings.ndim != 2 or embeddings.shape[0] != len(dataset.pixels):
-        raise ConfigError(
+    n = len(dataset.manifest)
+    with step(f"embed with {s.encoder}", total=n) as advance:
+        try:
+            embeddings = embed_dataset(encoder, dataset, advance)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise PluginError(
+                f"style encoder {s.encoder!r} failed on the dataset's images: "
+                f"{type(exc).__name__}: {exc}",
+                where="ganpipe_style_encoders",
+            ) from None
+    if embeddings.ndim != 2 or embeddings.shape[0] != n:
+        raise PluginError(
             f"style encoder {s.encoder!r} returned shape {tuple(embeddings.shape)}, "
-            f"expected ({len(dataset.pixels)}, D)",
-            where="style.encoder",
+            f"expected ({n}, D)",
+            where="ganpipe_style_encoders",
         )
 
     # Assign styles.
@@ -219,8 +240,7 @@ def _write(store, out, dataset, embeddings, assignment, table, config) -> None:
         f"{out}/assignments.parquet",
         pd.DataFrame({"id": ids, "style": [table.names[i] for i in assignment]}),
     )
-    row_of = {v: i for i, v in enumerate(ids)}
-    rows = [dataset.pixels[[row_of[x] for x in ex]] for ex in table.exemplars]
+    rows = [dataset.load_pixels(dataset.rows_for(ex)) for ex in table.exemplars]
     width = max(len(r) for r in rows)
     tiles = np.concatenate(
         [np.concatenate([r, np.full((width - len(r), *r.shape[1:]), 255, np.uint8)]) for r in rows]

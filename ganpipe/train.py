@@ -25,7 +25,7 @@ from ganpipe.checkpoints import (
     save_checkpoint,
 )
 from ganpipe.config import Config
-from ganpipe.dataset import load_dataset, to_pixels, to_tensor
+from ganpipe.dataset import TrainingImages, load_dataset, to_pixels
 from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
@@ -120,14 +120,13 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             log.info("model %s/%s is already trained", config.model_name, version)
             return TrainResult(**{**done, **result_base, "reused": True})
 
-    train_set = dataset.subset(dataset.manifest["split"] == "train")
-    if len(train_set.pixels) == 0:
-        train_set = dataset
+    rows = dataset.manifest[dataset.manifest["split"] == "train"]
+    if len(rows) == 0:  # a tiny dataset may have every image in val
+        rows = dataset.manifest
     style_of = dict(zip(assignments["id"], assignments["style"]))
-    style_idx = torch.tensor([table.names.index(style_of[i]) for i in train_set.manifest["id"]])
+    styles_of_rows = np.array([table.names.index(style_of[i]) for i in rows["id"]])
     device = pick_device(t.device)
-    reals = to_tensor(train_set.pixels).to(device)
-    style_idx = style_idx.to(device)
+    reals = TrainingImages(dataset, rows, styles_of_rows, t.data_memory_mb, t.batch_size, t.seed)
     num_styles = len(table.names)
 
     # Construct networks.
@@ -200,13 +199,12 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         return x
 
     # Main loop.
-    n, batch = len(reals), min(t.batch_size, len(reals))
+    batch = min(t.batch_size, len(reals))
     began, stopped_by_time, step_no = time.monotonic(), False, start
     with step(f"train {config.model_name}/{version}", total=t.steps) as advance:
         advance(start)
         for step_no in range(start + 1, t.steps + 1):
-            idx = torch.randint(n, (batch,), generator=rng).to(device)
-            real, s_real = reals[idx], style_idx[idx]
+            real, s_real = reals.batch(step_no, batch, rng, device)
             half = batch // 2  # fakes come in pairs of one style (see ganpipe_regularizers)
             s = torch.cat([s_real[:half], s_real[:half], s_real[2 * half :]])
             z = torch.randn(batch, G.z_dim, generator=rng).to(device)

@@ -1,7 +1,9 @@
-"""Built-in sources: folders and globs on any fsspec filesystem, and the demo dataset."""
+"""Built-in sources: folders and globs on any fsspec filesystem (local, s3://, ...), CSV and
+Parquet manifests that list images, and the demo dataset."""
 
 from __future__ import annotations
 
+import io
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -9,43 +11,25 @@ from typing import Any
 import fsspec
 
 from ganpipe.errors import ConfigError
-from ganpipe.sources import GLOB_CHARS, SourceItem
+from ganpipe.sources import GLOB_CHARS, SourceItem, identity_of
 
 
-def _label_for(path: str, root: str, mode: str) -> str | None:
-    if mode != "dirs":
-        return None
-    rel = posixpath.relpath(path, root)
-    parts = rel.split("/")
-    return parts[0] if len(parts) > 1 else None
-
-
-def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
-    """A folder (recursive) or a glob; with ``labels: dirs`` the first sub-folder under the
-    folder (or under the glob's fixed prefix) is the label."""
+def _open_fs(uri: str, storage_options: dict[str, Any]):
     options = storage_options if "://" in uri else {}
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    if any(c in path for c in GLOB_CHARS):
-        root = path[: min(path.index(c) for c in GLOB_CHARS if c in path)].rsplit("/", 1)[0]
-        paths = [p for p in fs.glob(path) if not fs.isdir(p)]
-    elif fs.isdir(path):
-        root = path.rstrip("/")
-        paths = fs.find(path)
-    elif fs.isfile(path):
-        root = posixpath.dirname(path)
-        paths = [path]
-    else:
+    try:
+        return fsspec.core.url_to_fs(uri, **options)
+    except (ImportError, ValueError) as exc:
         raise ConfigError(
-            f"source {uri!r} does not exist",
+            f"cannot open source {uri!r}: {exc}",
             where="dataset.sources",
-            fix="check the path; a folder, a glob such as data/*.png or 'demo' are accepted",
-        )
-    for p in sorted(paths):
-        yield SourceItem(
-            uri=fs.unstrip_protocol(p) if "://" in uri else p,
-            label=_label_for(p, root, config.labels),
-            read=_reader(fs, p),
-        )
+            fix="use a local path, an s3:// URI, or install the fsspec backend for this scheme",
+        ) from None
+
+
+def _label_for(rel: str, mode: str) -> str | None:
+    """With ``labels: dirs`` the first folder under the source's root names the style."""
+    parts = rel.split("/")
+    return parts[0] if mode == "dirs" and len(parts) > 1 else None
 
 
 def _reader(fs, path: str):
@@ -53,6 +37,155 @@ def _reader(fs, path: str):
         return fs.cat_file(path)
 
     return read
+
+
+def _stat(fs, path: str):
+    def stat() -> str | None:
+        return identity_of(fs.info(path))
+
+    return stat
+
+
+def _display(fs, path: str, remote: bool) -> str:
+    return fs.unstrip_protocol(path) if remote else path
+
+
+def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
+    """A folder (recursive), a glob, or a single file."""
+    fs, path = _open_fs(uri, storage_options)
+    remote = "://" in uri
+    try:
+        if any(c in path for c in GLOB_CHARS):
+            fixed = path[: min(path.index(c) for c in GLOB_CHARS if c in path)]
+            root = fixed.rsplit("/", 1)[0]
+            entries = fs.glob(path, detail=True)
+        elif fs.isdir(path):
+            root = path.rstrip("/")
+            entries = fs.find(path, detail=True)
+        elif fs.isfile(path):
+            root = posixpath.dirname(path)
+            entries = {path: fs.info(path)}
+        else:
+            entries = None
+    except (PermissionError, OSError) as exc:
+        raise ConfigError(
+            f"cannot list source {uri!r}: {type(exc).__name__}: {exc}",
+            where="dataset.sources",
+            fix="check the path, the permissions, or the credentials in dataset.storage_options",
+        ) from None
+    if entries is None:
+        raise ConfigError(
+            f"source {uri!r} does not exist",
+            where="dataset.sources",
+            fix="check the path; a folder, a glob such as data/*.png, a .csv/.parquet manifest "
+            "or 'demo' are accepted",
+        )
+    for p, info in sorted(entries.items()):
+        if info.get("type") == "directory":
+            continue
+        yield SourceItem(
+            uri=_display(fs, p, remote),
+            label=_label_for(posixpath.relpath(p, root), config.labels),
+            read=_reader(fs, p),
+            # Only regular files have a trustworthy identity; links and the like are re-read.
+            identity=identity_of(info) if info.get("type") == "file" else None,
+        )
+
+
+def manifest_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
+    """A CSV or Parquet table with a path column (``dataset.path_column``) and, with
+    ``labels: column:<name>``, a label column. Relative paths resolve against the manifest's
+    folder and must stay inside it; absolute URIs (``s3://...``) and, for a local manifest,
+    absolute paths are taken as they are."""
+    fs, path = _open_fs(uri, storage_options)
+    remote = "://" in uri
+    table = _read_table(fs, path, uri)
+    column = config.path_column
+    if column not in table.columns:
+        raise ConfigError(
+            f"manifest {uri} has no column {column!r}; its columns are: "
+            f"{', '.join(map(str, table.columns))}",
+            where="dataset.path_column",
+            fix="set dataset.path_column to the column that holds the image paths",
+        )
+    label_column = config.labels.split(":", 1)[1] if config.labels.startswith("column:") else None
+    if label_column is not None and label_column not in table.columns:
+        raise ConfigError(
+            f"manifest {uri} has no label column {label_column!r}; its columns are: "
+            f"{', '.join(map(str, table.columns))}",
+            where="dataset.labels",
+        )
+    root = posixpath.dirname(path)
+    other_fs: dict[str, Any] = {}
+    paths = table[column].tolist()
+    labels = table[label_column].tolist() if label_column else [None] * len(paths)
+    for row_no, (raw, value) in enumerate(zip(paths, labels)):
+        label = None if _missing(value) else str(value)
+        if _missing(raw) or not str(raw).strip():
+            yield _refused(f"{uri} row {row_no + 1}", label, "unreadable", "the row has no path")
+            continue
+        entry = str(raw).strip()
+        if "://" in entry:
+            scheme = entry.split("://", 1)[0]
+            if scheme not in other_fs:
+                other_fs[scheme] = _open_fs(entry, storage_options)[0]
+            target_fs, target = other_fs[scheme], other_fs[scheme]._strip_protocol(entry)
+            display, rel = entry, posixpath.basename(target)
+        elif entry.startswith("/") and not remote:
+            target_fs, target, display, rel = fs, entry, entry, posixpath.basename(entry)
+        else:
+            target = posixpath.normpath(
+                posixpath.join(root, entry.lstrip("/") if remote else entry)
+            )
+            if not target.startswith(root.rstrip("/") + "/"):
+                yield _refused(
+                    f"{entry} (in {uri})",
+                    label,
+                    "outside_root",
+                    f"row {row_no + 1} points outside the manifest's folder {root}",
+                )
+                continue
+            target_fs, display, rel = (
+                fs,
+                _display(fs, target, remote),
+                posixpath.relpath(target, root),
+            )
+        yield SourceItem(
+            uri=display,
+            label=label if label_column is not None else _label_for(rel, config.labels),
+            read=_reader(target_fs, target),
+            stat=_stat(target_fs, target),
+        )
+
+
+def _read_table(fs, path: str, uri: str):
+    import pandas as pd
+
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise ConfigError(f"manifest {uri} does not exist", where="dataset.sources") from None
+    try:
+        if path.lower().endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot read manifest {uri}: {type(exc).__name__}: {str(exc)[:200]}",
+            where="dataset.sources",
+            fix="a manifest is a CSV file with a header row, or a Parquet file",
+        ) from None
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _refused(uri: str, label: str | None, reason: str, detail: str) -> SourceItem:
+    def never() -> bytes:  # refused entries are never read
+        raise PermissionError(detail)
+
+    return SourceItem(uri=uri, label=label, read=never, problem=(reason, detail))
 
 
 def demo_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
@@ -63,4 +196,10 @@ def demo_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[S
     yield from folder_source(str(folder), config, storage_options)
 
 
-SOURCES = {"file": folder_source, "s3": folder_source, "demo": demo_source}
+SOURCES = {
+    "file": folder_source,
+    "s3": folder_source,
+    "demo": demo_source,
+    ".csv": manifest_source,
+    ".parquet": manifest_source,
+}

@@ -1,0 +1,67 @@
+"""Pixel shards: normalised images stored as uint8 ``.npy`` arrays of a bounded size.
+
+Ingestion appends images and a shard is flushed to the store whenever it reaches its byte budget,
+so memory stays flat however large the dataset; readers (styles, training) stream shard by
+shard. Shards are first written under a staging folder because the dataset fingerprint (their
+final folder) is known only once every input has been seen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+
+from ganpipe.store import RunStore
+
+
+class ShardWriter:
+    def __init__(self, store: RunStore, staging: str, image_size: int, shard_mb: float):
+        self.store = store
+        self.staging = staging
+        self.capacity = max(1, int(shard_mb * (1 << 20)) // (image_size * image_size * 3))
+        self._buffer: list[np.ndarray] = []
+        self.names: list[str] = []
+
+    def add(self, pixels: np.ndarray) -> tuple[str, int]:
+        """Queue one image; returns (shard file name, offset) it will have."""
+        if len(self._buffer) == self.capacity:
+            self.flush()
+        self._buffer.append(pixels)
+        return self._name(len(self.names)), len(self._buffer) - 1
+
+    def flush(self) -> None:
+        if self._buffer:
+            name = self._name(len(self.names))
+            self.store.write_npy(f"{self.staging}/{name}", np.stack(self._buffer))
+            self.names.append(name)
+            self._buffer = []
+
+    @staticmethod
+    def _name(index: int) -> str:
+        return f"shard-{index:05d}.npy"
+
+    @staticmethod
+    def staging_folder(dataset_root: str) -> str:
+        return f"{dataset_root}/.staging-{uuid.uuid4().hex[:12]}"
+
+
+class ShardCache:
+    """A few recently read shards, for copying already-decoded images into a new dataset
+    version without decoding them again. Images are read in the order they were written, so a
+    small cache sees each shard once."""
+
+    def __init__(self, store: RunStore, size: int = 2):
+        self.store, self.size = store, size
+        self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, path: str, offset: int) -> np.ndarray | None:
+        if path not in self._arrays:
+            if not self.store.exists(path):
+                return None
+            self._arrays[path] = self.store.read_npy(path)
+            while len(self._arrays) > self.size:
+                self._arrays.popitem(last=False)
+        array = self._arrays[path]
+        return array[offset] if offset < len(array) else None
