@@ -167,3 +167,45 @@ def test_checkpoints_with_pickled_objects_are_refused(prepared, tmp_path):
     missing = config_for(prepared, "train.steps=6", f"train.resume={tmp_path / 'nope.pt'}")
     with pytest.raises(ConfigError, match="does not exist"):
         train(missing, RunStore.from_config(missing))
+
+
+def test_training_streams_shards_within_its_memory_budget(tmp_path):
+    """Many small shards and a budget of about two: the window slides, and a resumed run still
+    matches an uninterrupted one."""
+    from ganpipe.dataset import TrainingImages, load_dataset
+
+    root = tmp_path / "store"
+    extra = ["dataset.shard_mb=0.01", "train.data_memory_mb=0.02", "train.steps=12",
+             "train.checkpoint_every=5", "train.log_every=1", "train.batch_size=8"]  # fmt: skip
+    cfg = config_for(root, *extra)
+    store = RunStore.from_config(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    dataset = load_dataset(store, "demo")
+    assert dataset.manifest["shard"].nunique() >= 5
+
+    rows = dataset.manifest[dataset.manifest["split"] == "train"]
+    stream = TrainingImages(dataset, rows, torch.zeros(len(rows)).long().numpy(), 0.02, 8, 0)
+    assert stream.window_size < len(stream.groups) and stream.period is not None
+    gen = torch.Generator().manual_seed(0)
+    for step in range(0, 40):
+        images, _ = stream.batch(step, 8, gen, "cpu")
+        assert images.shape == (8, 3, 16, 16)
+        assert len(stream.pixels) < len(rows)  # never the whole dataset in memory
+    assert stream.loads > stream.window_size  # shards were read as the window moved
+
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(root, copy)
+    straight = train(cfg, store)
+    cfg_b = config_for(copy, *extra, "plugins=[tests.fixture_plugins.events]")
+    events.CRASH_AT["step"] = 8
+    try:
+        with pytest.raises(events.SimulatedCrash):
+            train(cfg_b, RunStore.from_config(cfg_b))
+    finally:
+        events.CRASH_AT["step"] = None
+    resumed = train(cfg_b, RunStore.from_config(cfg_b))
+    wa, wb = weights(store, straight), weights(RunStore.from_config(cfg_b), resumed)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
