@@ -43,7 +43,7 @@ class DatasetConfig(Section):
     max_pixels: int = Field(50_000_000, ge=1)  # larger inputs are refused before decoding
     max_bytes: int = Field(200_000_000, ge=1)  # larger files are refused unread (too_large)
     workers: int = Field(0, ge=0)  # decoding threads; 0 = one per core
-    shard_mb: float = Field(64, gt=0)  # pixels per shard file, in MB
+    shard_mb: float = Field(16, gt=0)  # pixels per shard file, in MB (bounds ingest memory)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # share of images held out, by content hash
     demo_per_style: int = Field(64, ge=4)  # images per style of the built-in demo dataset
 

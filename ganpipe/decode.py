@@ -52,6 +52,10 @@ def decode_image(data: bytes, settings: DecodeSettings) -> Decoded | Rejected:
                     f"{width}x{height} pixels exceeds dataset.max_pixels={settings.max_pixels}",
                 )
             mode = img.mode
+            if img.format == "JPEG":
+                # Let libjpeg scale down by 1/2, 1/4 or 1/8 while decoding (DCT scaling), never
+                # below the target size: most of the decoding work for large photos disappears.
+                img.draft(None, (settings.image_size, settings.image_size))
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Rejected("too_large", f"refused before decoding: {exc}")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ganpipe import layout
 from ganpipe.config import Config
@@ -29,10 +30,6 @@ from ganpipe.sources import SourceItem, list_items
 from ganpipe.store import RunStore
 
 CHUNK = 512  # inputs decoded per round; bounds the decoded pixels held at once
-MANIFEST_COLUMNS = ["id", "source", "sha256", "width", "height", "mode", "label", "split"]
-REJECT_COLUMNS = ["source", "reason", "detail"]
-CACHE_COLUMNS = ["source", "identity", "settings", "sha256", "reason", "detail", "width",
-                 "height", "mode", "shard", "offset"]  # fmt: skip
 
 
 @dataclass
@@ -50,7 +47,7 @@ class IngestResult:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Seen:
     """One input after reading and decoding, or after the input cache vouched for it."""
 
@@ -115,7 +112,9 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
             fix="point dataset.sources at a folder, glob or manifest that lists images",
         )
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        items = list(pool.map(_with_identity, items))
+        unknown = [i for i, it in enumerate(items) if it.identity is None and it.stat is not None]
+        for i, item in zip(unknown, pool.map(_with_identity, [items[i] for i in unknown])):
+            items[i] = item
         cache = _load_cache(store, d.name)
         hits = [cache.get((it.uri, it.identity, settings_key)) if it.identity else None
                 for it in items]  # fmt: skip
@@ -171,7 +170,7 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
         if writer.names:
             store.move(writer.staging, f"{out}/shards")
         _write_dataset(store, out, accepted, rejects, config, result)
-    _save_cache(store, d.name, out, accepted, rejects, settings_key)
+    _save_cache(store, d.name, out, accepted, rejects, settings_key, result.reused)
     store.write_json(layout.dataset_latest(d.name), {"fingerprint": fingerprint})
     return result
 
@@ -257,32 +256,29 @@ def _split(sha: str, val_fraction: float) -> str:
 
 
 def _write_dataset(store, out, accepted, rejects, config, result) -> None:
-    manifest = pd.DataFrame(
-        {
-            "id": [s.sha256[:16] for s in accepted],
-            "source": [s.item.uri for s in accepted],
-            "sha256": [s.sha256 for s in accepted],
-            "width": [int(s.result.width) for s in accepted],
-            "height": [int(s.result.height) for s in accepted],
-            "mode": [s.result.mode for s in accepted],
-            "label": pd.Series([s.item.label for s in accepted], dtype="string"),
-            "split": [_split(s.sha256, config.dataset.val_fraction) for s in accepted],
-            "shard": [f"shards/{s.slot[0]}" for s in accepted],
-            "offset": [s.slot[1] for s in accepted],
-        }
-    )
-    rejected = pd.DataFrame(
-        {
-            "source": [s.item.uri for s in rejects],
-            "reason": [s.result.reason for s in rejects],
-            "detail": [s.result.detail for s in rejects],
-        },
-        columns=REJECT_COLUMNS,
-    )
-    store.write_parquet(f"{out}/rejects.parquet", rejected)
+    # Built column by column with pyarrow: no per-row Python objects, so writing a manifest of
+    # many thousands of images costs little memory beyond the columns themselves.
+    manifest = pa.table({
+        "id": [s.sha256[:16] for s in accepted],
+        "source": [s.item.uri for s in accepted],
+        "sha256": [s.sha256 for s in accepted],
+        "width": pa.array([s.meta[0] for s in accepted], pa.int64()),
+        "height": pa.array([s.meta[1] for s in accepted], pa.int64()),
+        "mode": [s.meta[2] for s in accepted],
+        "label": pa.array([s.item.label for s in accepted], pa.string()),
+        "split": [_split(s.sha256, config.dataset.val_fraction) for s in accepted],
+        "shard": [f"shards/{s.slot[0]}" for s in accepted],
+        "offset": pa.array([s.slot[1] for s in accepted], pa.int64()),
+    })  # fmt: skip
+    rejected = pa.table({
+        "source": pa.array([s.item.uri for s in rejects], pa.string()),
+        "reason": pa.array([s.result.reason for s in rejects], pa.string()),
+        "detail": pa.array([s.result.detail for s in rejects], pa.string()),
+    })  # fmt: skip
+    store.write_table(f"{out}/rejects.parquet", rejected)
     store.write_text(f"{out}/config.yaml", config.to_yaml())
     store.write_json(f"{out}/summary.json", result.to_dict())
-    store.write_parquet(f"{out}/manifest.parquet", manifest)  # last: marks the dataset complete
+    store.write_table(f"{out}/manifest.parquet", manifest)  # last: marks the dataset complete
 
 
 # The input cache ---------------------------------------------------------------------------
@@ -294,35 +290,37 @@ def _load_cache(store: RunStore, name: str) -> dict[tuple, dict]:
         return {}
     frame = store.read_parquet(rel).astype(object)
     frame = frame.where(frame.notna(), None)
-    return {(r["source"], r["identity"], r["settings"]): r for r in frame.to_dict("records")}
+    columns = list(frame.columns)
+    rows = (dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns)))
+    return {(r["source"], r["identity"], r["settings"]): r for r in rows}
 
 
-def _save_cache(store, name, out, accepted, rejects, settings_key) -> None:
+def _save_cache(store, name, out, accepted, rejects, settings_key, reused) -> None:
     """Remember every input with a known identity: its hash and what decoding it gave."""
-    manifest = store.read_parquet(f"{out}/manifest.parquet")
-    slot = dict(zip(manifest["sha256"], zip(manifest["shard"], manifest["offset"])))
-    rows = []
-    for s in accepted + rejects:
-        if (
-            s.item.identity is None
-            or s.sha256 is None
-            or s.meta is None
-            and s.result.reason == "unreadable"
-        ):
-            continue  # nothing stable to remember
-        # A duplicate is remembered as what its bytes are (fine), and finds its pixels in its
-        # twin's shard: the same bytes give the same pixels.
-        fine = s.meta is not None
-        shard, offset = slot.get(s.sha256, (None, None)) if fine else (None, None)
-        rows.append({
-            "source": s.item.uri, "identity": s.item.identity, "settings": settings_key,
-            "sha256": s.sha256,
-            "reason": None if fine else s.result.reason,
-            "detail": None if fine else s.result.detail,
-            "width": s.meta[0] if fine else None,
-            "height": s.meta[1] if fine else None,
-            "mode": s.meta[2] if fine else None,
-            "shard": f"{out}/{shard}" if shard is not None else None,
-            "offset": offset,
-        })  # fmt: skip
-    store.write_parquet(layout.dataset_input_cache(name), pd.DataFrame(rows, columns=CACHE_COLUMNS))
+    if reused:  # the version existed before this run: its shards are where the manifest says
+        manifest = store.read_parquet(f"{out}/manifest.parquet")
+        slot = dict(zip(manifest["sha256"], zip(manifest["shard"], manifest["offset"])))
+    else:
+        slot = {s.sha256: (f"shards/{s.slot[0]}", s.slot[1]) for s in accepted}
+    keep = [
+        s for s in accepted + rejects
+        if s.item.identity is not None and s.sha256 is not None
+        and (s.meta is not None or s.result.reason != "unreadable")  # nothing stable to remember
+    ]  # fmt: skip
+    # A duplicate is remembered as what its bytes are (fine), and finds its pixels in its
+    # twin's shard: the same bytes give the same pixels.
+    slots = [slot.get(s.sha256) if s.meta is not None else None for s in keep]
+    table = pa.table({
+        "source": pa.array([s.item.uri for s in keep], pa.string()),
+        "identity": pa.array([s.item.identity for s in keep], pa.string()),
+        "settings": pa.array([settings_key] * len(keep), pa.string()),
+        "sha256": pa.array([s.sha256 for s in keep], pa.string()),
+        "reason": pa.array([None if s.meta else s.result.reason for s in keep], pa.string()),
+        "detail": pa.array([None if s.meta else s.result.detail for s in keep], pa.string()),
+        "width": pa.array([s.meta[0] if s.meta else None for s in keep], pa.int64()),
+        "height": pa.array([s.meta[1] if s.meta else None for s in keep], pa.int64()),
+        "mode": pa.array([s.meta[2] if s.meta else None for s in keep], pa.string()),
+        "shard": pa.array([f"{out}/{x[0]}" if x else None for x in slots], pa.string()),
+        "offset": pa.array([x[1] if x else None for x in slots], pa.int64()),
+    })  # fmt: skip
+    store.write_table(layout.dataset_input_cache(name), table)

@@ -21,7 +21,7 @@ GLOB_CHARS = set("*?[")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceItem:
     uri: str
     label: str | None

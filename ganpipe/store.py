@@ -67,7 +67,7 @@ class RunStore:
         return sorted(posixpath.basename(e.rstrip("/")) for e in entries)
 
     # Atomic writes -------------------------------------------------------------------------
-    def write_bytes(self, rel: str, data: bytes) -> str:
+    def write_bytes(self, rel: str, data: bytes | memoryview) -> str:
         target = self.path(rel)
         if self.local:
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -78,7 +78,7 @@ class RunStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
         else:
-            self.fs.pipe_file(target, data)
+            self.fs.pipe_file(target, bytes(data))
         return self.uri(rel)
 
     def write_text(self, rel: str, text: str) -> str:
@@ -91,6 +91,15 @@ class RunStore:
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         return self.write_bytes(rel, buf.getvalue())
+
+    def write_table(self, rel: str, table) -> str:
+        """A pyarrow table as Parquet (no pandas round trip: lean for large manifests)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return self.write_bytes(rel, memoryview(sink.getvalue()))
 
     def write_npy(self, rel: str, array: np.ndarray) -> str:
         import numpy as np

@@ -80,12 +80,13 @@ def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator
             fix="check the path; a folder, a glob such as data/*.png, a .csv/.parquet manifest "
             "or 'demo' are accepted",
         )
+    prefix = root.rstrip("/") + "/"
     for p, info in sorted(entries.items()):
         if info.get("type") == "directory":
             continue
         yield SourceItem(
             uri=_display(fs, p, remote),
-            label=_label_for(posixpath.relpath(p, root), config.labels),
+            label=_label_for(p[len(prefix) :] if p.startswith(prefix) else p, config.labels),
             read=_reader(fs, p),
             # Only regular files have a trustworthy identity; links and the like are re-read.
             identity=identity_of(info) if info.get("type") == "file" else None,

@@ -1,13 +1,12 @@
 """A ganpipe plugin that adds the relativistic average loss (Jolicoeur-Martineau, 2018).
 
 Written only against ganpipe's public plugin API: one ``ganpipe_losses`` hook implementation.
-Select it with ``train.loss: relativistic`` once this package is installed.
+Select it with ``train.loss: relativistic`` once this package is installed. The module itself
+imports nothing heavy: every ganpipe command loads installed plugins, so torch is imported only
+when the loss is used (keeping ``ganpipe ingest`` and ``ganpipe --help`` fast).
 """
 
 from __future__ import annotations
-
-import torch
-from torch.nn import functional as F
 
 from ganpipe import hookimpl
 
@@ -21,15 +20,17 @@ class RelativisticAverage:
             raise ValueError("label_smoothing must be in [0, 0.5)")
         self.smooth = label_smoothing
 
-    def _pair(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _pair(self, a, b):
+        from torch.nn import functional as F
+
         # softplus(-x) is -log(sigmoid(x)); smoothing moves the target from 1 towards 0.5.
         x = a - b.mean()
         return (1 - self.smooth) * F.softplus(-x).mean() + self.smooth * F.softplus(x).mean()
 
-    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, real_logits, fake_logits):
         return self._pair(real_logits, fake_logits) + self._pair(-fake_logits, -real_logits)
 
-    def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, fake_logits, real_logits):
         return self._pair(fake_logits, real_logits) + self._pair(-real_logits, -fake_logits)
 
 
