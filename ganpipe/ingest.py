@@ -3,7 +3,7 @@
 Counts always balance: inputs == accepted + rejected. The dataset fingerprint depends only on the
 accepted content, its labels and the preprocessing settings, so ingesting the same data again
 gives the same fingerprint. Ingestion is incremental: what each input (by URI, size and mtime or
-ETag) hashed and decoded to is remembered in ``datasets/<name>/inputs.parquet``, so unchanged
+ETag) hashed and decoded to is remembered in the version's ``inputs.parquet``, so unchanged
 data is not read again and adding files decodes only the new ones. Outputs are streamed as
 inputs are decided (pixels into shards, rows into Parquet), so memory stays nearly flat however
 many images there are.
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+import pandas  # noqa: F401  pyarrow loads it on its first table; do it here, not mid-stream
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ganpipe import layout
@@ -244,26 +244,24 @@ class _VersionWriter:
         self.shards.flush()
         for sink in (self.manifest, self.rejects, self.cache):
             sink.close()
-        cache = pq.ParquetFile(self.cache.path).read()
         if self.store.exists(f"{out}/manifest.parquet"):
-            # The version existed (its input cache was lost): point at its own shards.
+            # The version existed (only its input cache was lost or stale): keep its files and
+            # point the new input cache at its shards.
             result.reused = True
             existing = self.store.read_parquet(f"{out}/manifest.parquet")
-            cache = _point_at(
-                cache, dict(zip(existing["sha256"], zip(existing["shard"], existing["offset"])))
-            )
-        else:
-            self.store.remove(f"{out}/shards")  # left by a run that crashed before its manifest
-            if self.shards.names:
-                self.store.move(self.shards.staging, f"{out}/shards")
-            self.store.write_bytes(f"{out}/rejects.parquet", _read(self.rejects.path))
-            self.store.write_text(f"{out}/config.yaml", config.to_yaml())
-            self.store.write_json(f"{out}/summary.json", result.to_dict())
-            # Last: the manifest's presence marks the version complete.
-            self.store.write_bytes(f"{out}/manifest.parquet", _read(self.manifest.path))
-        shard = pc.binary_join_element_wise(pa.scalar(out), cache["shard"], "/")
-        cache = cache.set_column(cache.schema.get_field_index("shard"), "shard", shard)
-        self.store.write_table(layout.dataset_input_cache(self.name), cache)
+            slots = dict(zip(existing["sha256"], zip(existing["shard"], existing["offset"])))
+            cache = _point_at(pq.ParquetFile(self.cache.path).read(), slots)
+            self.store.write_table(layout.dataset_input_cache(self.name, result.fingerprint), cache)
+            return
+        self.store.remove(f"{out}/shards")  # left by a run that crashed before its manifest
+        if self.shards.names:
+            self.store.move(self.shards.staging, f"{out}/shards")
+        self.store.write_bytes(f"{out}/rejects.parquet", _read(self.rejects.path))
+        self.store.write_bytes(f"{out}/inputs.parquet", _read(self.cache.path))
+        self.store.write_text(f"{out}/config.yaml", config.to_yaml())
+        self.store.write_json(f"{out}/summary.json", result.to_dict())
+        # Last: the manifest's presence marks the version complete.
+        self.store.write_bytes(f"{out}/manifest.parquet", _read(self.manifest.path))
 
     def discard(self) -> None:
         """Remove temporary files and, unless moved into place, the staged shards."""
@@ -412,10 +410,16 @@ def _split(sha: str, val_fraction: float) -> str:
 
 
 def _load_cache(store: RunStore, name: str) -> dict[tuple, dict]:
-    rel = layout.dataset_input_cache(name)
+    """The input cache of the dataset's latest version; its shard paths become store paths."""
+    if not store.exists(layout.dataset_latest(name)):
+        return {}
+    fingerprint = store.read_json(layout.dataset_latest(name))["fingerprint"]
+    rel = layout.dataset_input_cache(name, fingerprint)
     if not store.exists(rel):
         return {}
-    table = pq.ParquetFile(pa.BufferReader(store.read_bytes(rel))).read()  # no pandas import
+    table = pq.ParquetFile(pa.BufferReader(store.read_bytes(rel))).read()
     columns = {c: table[c].to_pylist() for c in table.column_names}
+    folder = layout.dataset_dir(name, fingerprint)
+    columns["shard"] = [f"{folder}/{x}" if x else None for x in columns["shard"]]
     rows = (dict(zip(columns, values)) for values in zip(*columns.values()))
     return {(r["source"], r["identity"], r["settings"]): r for r in rows}

@@ -15,9 +15,10 @@ def dataset_latest(name: str) -> str:
     return f"datasets/{name}/latest.json"
 
 
-def dataset_input_cache(name: str) -> str:
-    """What each input (by URI and size + mtime/ETag) hashed and decoded to, across versions."""
-    return f"datasets/{name}/inputs.parquet"
+def dataset_input_cache(name: str, fingerprint: str) -> str:
+    """What each input (by URI and size + mtime/ETag) hashed and decoded to; shard paths in it
+    are relative to the version's folder, so it moves with the version."""
+    return f"{dataset_dir(name, fingerprint)}/inputs.parquet"
 
 
 def styles_dir(fingerprint: str, encoder: str) -> str:

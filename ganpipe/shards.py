@@ -21,22 +21,25 @@ class ShardWriter:
         self.store = store
         self.staging = staging
         self.capacity = max(1, int(shard_mb * (1 << 20)) // (image_size * image_size * 3))
-        self._buffer: list[np.ndarray] = []
+        # One preallocated buffer, filled in place and reused: no per-shard copies.
+        self._buffer = np.empty((self.capacity, image_size, image_size, 3), np.uint8)
+        self._count = 0
         self.names: list[str] = []
 
     def add(self, pixels: np.ndarray) -> tuple[str, int]:
         """Queue one image; returns (shard file name, offset) it will have."""
-        if len(self._buffer) == self.capacity:
+        if self._count == self.capacity:
             self.flush()
-        self._buffer.append(pixels)
-        return self._name(len(self.names)), len(self._buffer) - 1
+        self._buffer[self._count] = pixels
+        self._count += 1
+        return self._name(len(self.names)), self._count - 1
 
     def flush(self) -> None:
-        if self._buffer:
+        if self._count:
             name = self._name(len(self.names))
-            self.store.write_npy(f"{self.staging}/{name}", np.stack(self._buffer))
+            self.store.write_npy(f"{self.staging}/{name}", self._buffer[: self._count])
             self.names.append(name)
-            self._buffer = []
+            self._count = 0
 
     @staticmethod
     def _name(index: int) -> str:

@@ -106,7 +106,7 @@ class RunStore:
 
         buf = io.BytesIO()
         np.save(buf, array, allow_pickle=False)
-        return self.write_bytes(rel, buf.getvalue())
+        return self.write_bytes(rel, buf.getbuffer())
 
     # Reads ---------------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:

@@ -64,9 +64,12 @@ def test_plugins_lists_components_with_their_plugin():
 def test_stage_commands_run_alone_in_order_on_one_store(tmp_path):
     root = tmp_path / "store"
     args = sets(root, **{"train.steps": 20})
+    outputs = {}
     for stage in ["ingest", "styles", "train", "generate", "filter", "report"]:
-        done = ganpipe(stage, *args)
+        done = outputs[stage] = ganpipe(stage, *args, env={"COLUMNS": "120"})
         assert done.returncode == 0, (stage, done.stderr[-2000:])
+    tally = outputs["ingest"].stdout
+    assert "inputs" in tally and "accepted" in tally and "72" in tally and "manifest:" in tally
     assert "report: " in done.stdout
     report_path = done.stdout.split("report: ", 1)[1].split()[0]
     assert report_path.endswith("report.html") and os.path.isfile(report_path)

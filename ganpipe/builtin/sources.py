@@ -4,6 +4,7 @@ Parquet manifests that list images, and the demo dataset."""
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -61,13 +62,14 @@ def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator
             entries = fs.glob(path, detail=True)
         elif fs.isdir(path):
             root = path.rstrip("/")
-            entries = fs.find(path, detail=True)
+            entries = None if remote else dict(_walk_local(root))
+            entries = fs.find(path, detail=True) if entries is None else entries
         elif fs.isfile(path):
             root = posixpath.dirname(path)
             entries = {path: fs.info(path)}
         else:
             entries = None
-    except (PermissionError, OSError) as exc:
+    except OSError as exc:
         raise ConfigError(
             f"cannot list source {uri!r}: {type(exc).__name__}: {exc}",
             where="dataset.sources",
@@ -91,6 +93,28 @@ def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator
             # Only regular files have a trustworthy identity; links and the like are re-read.
             identity=identity_of(info) if info.get("type") == "file" else None,
         )
+
+
+def _walk_local(root: str) -> Iterator[tuple[str, dict]]:
+    """A local folder's files with just what ingestion needs (far leaner than fsspec's full
+    info dicts, which matters at hundreds of thousands of files). Symlinked folders are
+    followed once; links that lead nowhere are listed, so they are reported as unreadable."""
+    seen, stack = set(), [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.is_file():
+                    st = entry.stat()
+                    yield entry.path, {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
+                else:
+                    yield entry.path, {"type": "other"}
 
 
 def manifest_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
