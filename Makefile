@@ -16,11 +16,11 @@ endif
 
 .PHONY: install demo test lint clean
 
-$(BIN)/.installed: pyproject.toml plugins/ganpipe-relativistic/pyproject.toml
+$(BIN)/.installed: pyproject.toml plugins/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_INSTALL)
-	$(BIN)/python -m pip install --quiet -e ".[dev]" -e plugins/ganpipe-relativistic
+	$(BIN)/python -m pip install --quiet -e ".[dev]" $(addprefix -e ,$(wildcard plugins/*/))
 	touch $@
 
 install: $(BIN)/.installed

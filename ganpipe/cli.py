@@ -214,15 +214,32 @@ def ingest(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None
 
 
 @app.command()
-def styles(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+def styles(
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", help="Also map this image to its nearest style and embedding."
+    ),
+) -> None:
     """Embed the dataset with the style encoder and group it into styles; print the table."""
 
     def body():
         from ganpipe.store import RunStore
+        from ganpipe.styles import match_reference
         from ganpipe.styles import styles as stage
 
         cfg = _load(config, set_)
-        return stage(cfg, RunStore.from_config(cfg)).to_dict()
+        store = RunStore.from_config(cfg)
+        result = stage(cfg, store).to_dict()
+        if reference is not None:
+            if not reference.is_file():
+                from ganpipe.errors import ConfigError
+
+                raise ConfigError(
+                    f"reference image {reference} does not exist", where="--reference"
+                )
+            result["reference"] = match_reference(cfg, store, reference.read_bytes())
+        return result
 
     result = _with_progress(body)
     from rich.table import Table
@@ -235,6 +252,13 @@ def styles(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None
     out.print(table)
     for k, v in result["quality"].items():
         out.print(f"{k}: {v:.3f}")
+    if "reference" in result:
+        match = result["reference"]
+        out.print(
+            f"reference {reference}: nearest style [bold]{match['style']}[/] "
+            f"(distance {match['distance']:.3f})"
+        )
+        out.print_json(json.dumps({"embedding": match["embedding"]}))
 
 
 @app.command()

@@ -22,7 +22,7 @@ from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
 from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable, load_styles
+from ganpipe.styles import StyleTable, encoder_for, load_styles
 
 REAL_PER_STYLE = 256  # real images per style sampled for score distributions
 
@@ -108,13 +108,8 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     all_styles = dataset.manifest["id"].map(style_of)
     real = dataset.sample(REAL_PER_STYLE, all_styles, seed=0)
     real_styles = torch.tensor([table.names.index(style_of[i]) for i in real["id"]])
-    encoder = registry.create(
-        "style_encoder",
-        table.encoder,
-        config_key="style.encoder_options",
-        image_size=config.dataset.image_size,
-        **table.encoder_options,
-    ).eval()
+    encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options,
+                          config.dataset.image_size)  # fmt: skip
     return FilterContext(
         images,
         styles_idx,

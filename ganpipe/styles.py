@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import fsspec
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from ganpipe import layout
 from ganpipe.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.config import Config
 from ganpipe.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.errors import ConfigError, PluginError, StoreError
+from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
@@ -82,15 +86,77 @@ class StylesResult:
         return asdict(self)
 
 
-def build_encoder(registry: Registry, config: Config) -> torch.nn.Module:
-    encoder = registry.create(
-        "style_encoder",
-        config.style.encoder,
-        config_key="style.encoder_options",
-        image_size=config.dataset.image_size,
-        **config.style.encoder_options,
-    )
+FIT_IMAGES = 20_000  # most images a learning encoder trains on (a seeded sample)
+
+
+def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, image_size: int,
+                fit_if_missing: bool = False) -> torch.nn.Module:  # fmt: skip
+    """The style encoder of a dataset version, ready to embed.
+
+    An encoder that learns (one with a ``fit`` method) takes its weights from its ``weights``
+    option (a local path or store URI), else from ``encoder.safetensors`` beside the style
+    table, else, when ``fit_if_missing``, by training on the dataset now and saving them there.
+    """
+    encoder = registry.create("style_encoder", name, config_key="style.encoder_options",
+                              image_size=image_size, **options)  # fmt: skip
+    if not callable(getattr(encoder, "fit", None)):
+        return encoder.eval()
+    if options.get("weights"):
+        _load_weights(encoder, _read_uri(options["weights"]), options["weights"])
+        return encoder.eval()
+    folder = layout.styles_dir(dataset.fingerprint, name)
+    store, options_hash = dataset.store, stable_hash(options)
+    saved = f"{folder}/encoder.json"
+    if store.exists(saved) and store.read_json(saved).get("options_hash") == options_hash:
+        _load_weights(encoder, store.read_bytes(f"{folder}/encoder.safetensors"), store.uri(folder))
+    elif fit_if_missing:
+        _fit(encoder, dataset, name)
+        state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+        store.write_bytes(f"{folder}/encoder.safetensors", save_safetensors(state))
+        store.write_json(saved, {"name": name, "options": options, "options_hash": options_hash})
+    else:
+        raise StoreError(
+            f"style encoder {name!r} has not been trained for dataset {dataset.fingerprint}",
+            where=store.uri(folder),
+            fix="run 'ganpipe styles' with this config first",
+        )
     return encoder.eval()
+
+
+def _fit(encoder, dataset: Dataset, name: str) -> None:
+    rows = dataset.manifest.sample(min(len(dataset.manifest), FIT_IMAGES), random_state=0)
+    pixels = torch.from_numpy(dataset.load_pixels(rows))
+
+    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
+        batch = pixels[torch.randint(len(pixels), (n,), generator=gen)]
+        return batch.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    steps = getattr(encoder, "steps", None)
+    with step(f"train style encoder {name}", total=steps) as advance:
+        encoder.fit(draw, log=lambda done, loss: advance(50))
+
+
+def _read_uri(uri: str) -> bytes:
+    try:
+        with fsspec.open(uri, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the style encoder weights {uri!r} ({type(exc).__name__})",
+            where="style.encoder_options.weights",
+            fix="give the path or store URI of a .safetensors file of this encoder's weights",
+        ) from None
+
+
+def _load_weights(encoder: torch.nn.Module, data: bytes, where: str) -> None:
+    try:
+        encoder.load_state_dict(load_safetensors(data))
+    except Exception as exc:
+        raise ConfigError(
+            f"the style encoder weights do not fit the encoder: {str(exc).splitlines()[0][:200]}",
+            where=where,
+            fix="use weights saved by this encoder with the same options",
+        ) from None
 
 
 @torch.inference_mode()
@@ -128,7 +194,8 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
             return StylesResult(**{**previous["result"], "reused": True})
 
     # Embed every image.
-    encoder = build_encoder(registry, config)
+    encoder = encoder_for(registry, dataset, s.encoder, s.encoder_options,
+                          config.dataset.image_size, fit_if_missing=True)  # fmt: skip
     n = len(dataset.manifest)
     with step(f"embed with {s.encoder}", total=n) as advance:
         try:
@@ -259,3 +326,33 @@ def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleT
         )
     table = StyleTable.from_json(store.read_json(f"{out}/styles.json")["table"])
     return table, store.read_parquet(f"{out}/assignments.parquet")
+
+
+def match_reference(config: Config, store: RunStore, data: bytes,
+                    registry: Registry | None = None) -> dict:  # fmt: skip
+    """Map a reference image to its nearest style and its continuous style embedding (what
+    reference-guided generation conditions on)."""
+    from ganpipe.decode import Rejected, decode_image
+    from ganpipe.ingest import decode_settings
+
+    registry = registry or load_registry(config)
+    dataset = load_dataset(store, config.dataset.name)
+    table, _ = load_styles(store, dataset.fingerprint, config.style.encoder)
+    decoded = decode_image(data, decode_settings(config))
+    if isinstance(decoded, Rejected):
+        raise ConfigError(
+            f"the reference image cannot be used: {decoded.reason} ({decoded.detail})",
+            where="--reference",
+            fix="give a readable image file of at least dataset.min_size pixels",
+        )
+    encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options,
+                          config.dataset.image_size)  # fmt: skip
+    embedding = embed(encoder, decoded.pixels[None])[0]
+    distances = (table.centroids - embedding).norm(dim=1)
+    best = int(distances.argmin())
+    return {
+        "style": table.names[best],
+        "distance": float(distances[best]),
+        "distances": {n: round(float(d), 4) for n, d in zip(table.names, distances)},
+        "embedding": [round(float(x), 6) for x in embedding],
+    }

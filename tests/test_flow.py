@@ -69,3 +69,22 @@ def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
     # A second run reuses every stage's results.
     again = pipeline(config=cfg.model_dump(mode="json"))
     assert again["dataset_fingerprint"] == fp and again["batch_uri"] == summary["batch_uri"]
+
+
+def test_outside_plugins_selected_by_name_in_a_pipeline_run(tmp_path, prefect_harness):
+    """The installed plugin packages in plugins/ (a style encoder and a loss), chosen in config."""
+    from flows.pipeline import pipeline
+
+    cfg = load_config(
+        None,
+        tiny_overrides(tmp_path / "store", **{"train.steps": 20})
+        + ["style.encoder=colour_histogram", "train.loss=relativistic"],
+    )
+    summary = pipeline(config=cfg.model_dump(mode="json"))
+    store = RunStore.from_config(cfg)
+    fp = summary["dataset_fingerprint"]
+    assert store.exists(f"styles/{fp}/colour_histogram/styles.parquet")
+    model = summary["model_uri"].replace(str(store.root) + "/", "")
+    saved = store.read_text(f"{model}/config.yaml")
+    assert "loss: relativistic" in saved and "encoder: colour_histogram" in saved
+    assert summary["counts"]["generated"] == 24

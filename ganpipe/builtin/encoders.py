@@ -76,4 +76,97 @@ class TextureColourEncoder(nn.Module):
         return _unit(features @ self.projection)
 
 
-ENCODERS = {"texture": TextureColourEncoder}
+class ContrastiveEncoder(nn.Module):
+    """A small CNN trained on the dataset itself with SimCLR's objective (Chen et al. 2020).
+
+    Two views of an image differ in crop position and scale, flips and quarter turns, but never
+    in colour or texture: so what the network learns to recognise across views is the style,
+    not the layout. ``ganpipe styles`` trains it once per dataset version and stores its weights
+    beside the style table (or loads ``weights``, a local path or store URI, when given).
+    """
+
+    trainable = True
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        embedding_dim: int = 64,
+        width: int = 16,
+        steps: int = 150,  # longer runs learn instance detail and cluster styles worse
+        batch_size: int = 128,
+        temperature: float = 1.0,  # a soft objective groups images of one style together
+        lr: float = 2e-3,
+        seed: int = 0,
+        weights: str | None = None,
+    ):
+        super().__init__()
+        if embedding_dim < 2 or width < 4 or steps < 0 or batch_size < 2 or temperature <= 0:
+            raise ValueError("contrastive encoder: check embedding_dim, width, steps, batch_size")
+        self.embedding_dim = embedding_dim
+        self.steps, self.batch_size, self.temperature, self.lr = steps, batch_size, temperature, lr
+        self.seed, self.weights = seed, weights
+        torch.manual_seed(seed)
+
+        def block(cin, cout, stride):
+            return [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(4, cout), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(3, width, 1), *block(width, width, 2), *block(width, 2 * width, 2),
+            *block(2 * width, 2 * width, 1),
+        )  # fmt: skip
+        self.embed = nn.Linear(4 * width + 6, embedding_dim)  # mean + std pools, colour stats
+        self.project = nn.Sequential(nn.ReLU(), nn.Linear(embedding_dim, embedding_dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.features(images).flatten(2)
+        flat = images.flatten(2)
+        pooled = torch.cat([h.mean(2), h.std(2), flat.mean(2), flat.std(2)], dim=1)
+        return _unit(self.embed(pooled))
+
+    def fit(self, draw, log=None) -> None:
+        """Train on batches from ``draw(n, generator) -> images (n, 3, H, W) in [-1, 1]``."""
+        gen = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        self.train()
+        for step in range(self.steps):
+            x = draw(self.batch_size, gen)
+            z = torch.cat([self.project(self(_view(x, gen))), self.project(self(_view(x, gen)))])
+            loss = _nt_xent(_unit(z), self.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if log and (step + 1) % 50 == 0:
+                log(step + 1, loss.item())
+        self.eval()
+
+
+def _view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random crop (40-100% of the side), flip and quarter turn of each image, resampled to
+    the same size in one batched ``grid_sample``; colours are left alone."""
+    n = x.shape[0]
+    scale = 0.4 + 0.6 * torch.rand(n, generator=gen)
+    shift = (1 - scale)[:, None] * (2 * torch.rand(n, 2, generator=gen) - 1)
+    turns = torch.randint(4, (n,), generator=gen).float() * (torch.pi / 2)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(turns) * scale, torch.sin(turns) * scale
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+            torch.stack([sin * flip, cos, shift[:, 1]], 1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's loss: each view must pick its partner out of the whole batch."""
+    n = z.shape[0] // 2
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(sim, partner)
+
+
+ENCODERS = {"texture": TextureColourEncoder, "contrastive": ContrastiveEncoder}
