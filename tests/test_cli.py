@@ -69,6 +69,11 @@ def test_stage_commands_run_alone_in_order_on_one_store(tmp_path):
         done = outputs[stage] = ganpipe(stage, *args, env={"COLUMNS": "120"})
         assert done.returncode == 0, (stage, done.stderr[-2000:])
     tally = outputs["ingest"].stdout
+    from ganpipe.demo import render
+
+    render("rings", 999).save(tmp_path / "ref.png")
+    matched = ganpipe("styles", *args, "--reference", str(tmp_path / "ref.png"))
+    assert matched.returncode == 0 and "nearest style" in matched.stdout
     assert "inputs" in tally and "accepted" in tally and "72" in tally and "manifest:" in tally
     assert "report: " in done.stdout
     report_path = done.stdout.split("report: ", 1)[1].split()[0]
