@@ -316,40 +316,35 @@ def generate(
     _print_record("generated", _with_progress(body))
 
 
-@app.command(name="filter")
-def filter_(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
-    """Score the generated batch with the quality filters and mark what is kept."""
+def _on_planned_batch(config: Optional[Path], overrides: list[str], stage_name: str) -> dict:
+    """Run the filter or report stage on the batch that ``generate`` made for this config."""
 
     def body():
         from ganpipe.filter import filter_batch
         from ganpipe.generate import planned_batch
         from ganpipe.plugins import load_registry
+        from ganpipe.report import report as report_stage
         from ganpipe.store import RunStore
 
-        cfg = _load(config, set_)
+        stage = {"filter": filter_batch, "report": report_stage}[stage_name]
+        cfg = _load(config, overrides)
         store, registry = RunStore.from_config(cfg), load_registry(cfg)
         model, folder = planned_batch(cfg, store, registry)
-        return filter_batch(cfg, store, folder, model, registry).to_dict()
+        return stage(cfg, store, folder, model, registry).to_dict()
 
-    _print_record("filtered", _with_progress(body))
+    return _with_progress(body)
+
+
+@app.command(name="filter")
+def filter_(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
+    """Score the generated batch with the quality filters and mark what is kept."""
+    _print_record("filtered", _on_planned_batch(config, set_, "filter"))
 
 
 @app.command()
 def report(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
     """Write report.html for the generated batch and print its path."""
-
-    def body():
-        from ganpipe.generate import planned_batch
-        from ganpipe.plugins import load_registry
-        from ganpipe.report import report as stage
-        from ganpipe.store import RunStore
-
-        cfg = _load(config, set_)
-        store, registry = RunStore.from_config(cfg), load_registry(cfg)
-        model, folder = planned_batch(cfg, store, registry)
-        return stage(cfg, store, folder, model, registry).to_dict()
-
-    result = _with_progress(body)
+    result = _on_planned_batch(config, set_, "report")
     out.print(f"report: {result['uri']}", highlight=False, soft_wrap=True)
 
 

@@ -122,6 +122,17 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     )
 
 
+def batch_context(config, store, batch_folder, model, registry, out):
+    """A generated batch's manifest and the context to score it: what the filter and report
+    stages both start from."""
+    manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
+    images = load_batch_images(out, batch_folder, manifest["path"])
+    _, meta = load_network(model.store, model.folder, "generator", registry)
+    table = StyleTable.from_json(meta["styles"])
+    styles_idx = torch.tensor([table.index(s) for s in manifest["style"]])
+    return manifest, build_context(config, store, registry, model, images, styles_idx)
+
+
 def filter_batch(
     config: Config,
     store: RunStore,
@@ -132,12 +143,7 @@ def filter_batch(
 ) -> FilterResult:
     registry = registry or load_registry(config)
     out = out or store
-    manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
-    images = load_batch_images(out, batch_folder, manifest["path"])
-    _, meta = load_network(model.store, model.folder, "generator", registry)
-    table = StyleTable.from_json(meta["styles"])
-    styles_idx = torch.tensor([table.index(s) for s in manifest["style"]])
-    context = build_context(config, store, registry, model, images, styles_idx)
+    manifest, context = batch_context(config, store, batch_folder, model, registry, out)
 
     passed_all = np.ones(len(manifest), dtype=bool)
     reasons = pd.Series([None] * len(manifest), dtype="string")

@@ -21,11 +21,10 @@ from ganpipe import metrics as m
 from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
 from ganpipe.dataset import to_pixels
-from ganpipe.filter import build_context, load_batch_images
+from ganpipe.filter import batch_context
 from ganpipe.images import encode
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable
 
 SHOW = 8  # images per row
 
@@ -49,12 +48,9 @@ def report(
 ) -> ReportResult:
     registry = registry or load_registry(config)
     out = out or store
-    manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
-    images = load_batch_images(out, batch_folder, manifest["path"])
+    manifest, ctx = batch_context(config, store, batch_folder, model, registry, out)
     _, meta = load_network(model.store, model.folder, "generator", registry)
-    table = StyleTable.from_json(meta["styles"])
-    styles_idx = torch.tensor([table.index(s) for s in manifest["style"]])
-    ctx = build_context(config, store, registry, model, images, styles_idx)
+    table, images, styles_idx = ctx.table, ctx.images, ctx.styles
 
     # Figures.
     fake_e, real_e = ctx.fake_embeddings(), ctx.real_embeddings()

@@ -213,11 +213,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             fake = G(z, s)
             real_logits = D(augment(real), s_real)
             d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
-            d_total = d_loss
-            for r in regs:
-                p = r.d_penalty(D, real, s_real, step_no)
-                if p is not None:
-                    d_total = d_total + p
+            d_total = _plus(d_loss, (r.d_penalty(D, real, s_real, step_no) for r in regs))
             _check_finite(d_total, step_no, "discriminator loss", t.loss)
             opt_d.zero_grad(set_to_none=True)
             d_total.backward()
@@ -226,11 +222,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             # Generator step.
             fake_logits = D(augment(fake), s)
             g_loss = loss.g_loss(fake_logits, real_logits.detach())
-            g_total = g_loss
-            for r in regs:
-                p = r.g_penalty(fake, z, s, step_no)
-                if p is not None:
-                    g_total = g_total + p
+            g_total = _plus(g_loss, (r.g_penalty(fake, z, s, step_no) for r in regs))
             _check_finite(g_total, step_no, "generator loss", t.loss)
             opt_g.zero_grad(set_to_none=True)
             g_total.backward()
@@ -317,6 +309,14 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
             fix="use resume: auto or never",
         )
     return found
+
+
+def _plus(loss: torch.Tensor, penalties) -> torch.Tensor:
+    """The loss plus every penalty a regulariser returned this step (None: not this step)."""
+    for p in penalties:
+        if p is not None:
+            loss = loss + p
+    return loss
 
 
 def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str) -> None:

@@ -5,25 +5,15 @@ import pytest
 from PIL import Image
 
 import ganpipe.ingest as ingest_module
-from ganpipe.config import load_config
 from ganpipe.errors import ConfigError
-from ganpipe.ingest import ingest
 from ganpipe.store import RunStore
 from tests.conftest import write_png
+from tests.test_ingest import run_ingest
 
 
-def run(tmp_path, sources, *extra, store_root=None):
-    cfg = load_config(None, [f"store.root={store_root or tmp_path / 'store'}",
-                             f"dataset.sources=[{','.join(map(str, sources))}]",
-                             "dataset.image_size=16", "dataset.name=t", *extra])  # fmt: skip
-    store = RunStore.from_config(cfg)
-    result = ingest(cfg, store)
-    folder = f"datasets/t/{result.fingerprint}"
-    return (
-        result,
-        store.read_parquet(f"{folder}/manifest.parquet"),
-        store.read_parquet(f"{folder}/rejects.parquet"),
-    )
+def run(tmp_path, sources, *extra):
+    """Ingest ``sources`` into one store under ``tmp_path``: (result, manifest, rejects)."""
+    return run_ingest(tmp_path, ",".join(map(str, sources)), *extra)[:3]
 
 
 def test_csv_manifest_with_labels_relative_and_absolute_paths(tmp_path, labelled_folder):
