@@ -308,6 +308,8 @@ def _write(store, out, dataset, embeddings, assignment, table, config) -> None:
         pd.DataFrame({"id": ids, "style": [table.names[i] for i in assignment]}),
     )
     rows = [dataset.load_pixels(dataset.rows_for(ex)) for ex in table.exemplars]
+    for name, row in zip(table.names, rows):  # one grid per style, and all styles in one
+        store.write_bytes(f"{out}/exemplars/{name}.png", encode(grid(row, scale=2)))
     width = max(len(r) for r in rows)
     tiles = np.concatenate(
         [np.concatenate([r, np.full((width - len(r), *r.shape[1:]), 255, np.uint8)]) for r in rows]

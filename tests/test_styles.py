@@ -21,6 +21,7 @@ def test_discovered_styles_match_the_demo_labels(tmp_path):
     folder = f"styles/{result.fingerprint}/texture"
     for name in ["styles.parquet", "assignments.parquet", "embeddings.parquet", "exemplars.png"]:
         assert store.exists(f"{folder}/{name}")
+    assert store.listdir(f"{folder}/exemplars") == [f"{n}.png" for n in result.names]
     table = store.read_parquet(f"{folder}/styles.parquet")
     assert list(table.columns[:3]) == ["style", "size", "centroid"]
     assert table["size"].sum() == 72
