@@ -22,7 +22,7 @@ from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
 from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable, encoder_for, load_styles
+from ganpipe.styles import StyleTable, check_same_styles, encoder_for, load_styles
 
 REAL_PER_STYLE = 256  # real images per style sampled for score distributions
 
@@ -101,7 +101,8 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     discriminator, meta = load_network(model.store, model.folder, "discriminator", registry)
     table = StyleTable.from_json(meta["styles"])
     dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
-    _, assignments = load_styles(store, dataset.fingerprint, table.encoder)
+    current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
+    check_same_styles(current, table, model.uri)
     style_of = dict(zip(assignments["id"], assignments["style"]))
     # Thresholds come from the real images' score distributions; a seeded sample per style
     # estimates them as well as every image would, at a bounded cost.
@@ -173,7 +174,7 @@ def filter_batch(
         for style in manifest["style"].unique():
             members = np.flatnonzero((manifest["style"] == style).to_numpy() & passed_all)
             beyond = (
-                members[np.argsort(quality[members], kind="stable")][k:] if len(members) else []
+                members[np.argsort(-quality[members], kind="stable")][k:] if len(members) else []
             )
             passed_all[beyond] = False
             reasons[beyond] = "top_k"

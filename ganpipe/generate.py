@@ -150,12 +150,19 @@ def generate(
                 written += len(todo)
             advance(len(chunk))
 
-    manifest = pd.DataFrame(rows)
-    manifest["kept"] = True  # until the filter stage scores them
-    manifest["reject_reason"] = pd.Series([None] * len(rows), dtype="string")
-    out.write_json(f"{folder}/request.json", {**request, "model": model.uri})
-    out.write_text(f"{folder}/config.yaml", config.to_yaml())
-    out.write_parquet(f"{folder}/manifest.parquet", manifest)
+    previous = f"{folder}/manifest.parquet"
+    same = (
+        not written
+        and out.exists(previous)
+        and (list(out.read_parquet(previous)["path"]) == [r["path"] for r in rows])
+    )
+    if not same:  # a rerun of a complete batch keeps its manifest, so the filter's verdicts too
+        manifest = pd.DataFrame(rows)
+        manifest["kept"] = True  # until the filter stage scores them
+        manifest["reject_reason"] = pd.Series([None] * len(rows), dtype="string")
+        out.write_json(f"{folder}/request.json", {**request, "model": model.uri})
+        out.write_text(f"{folder}/config.yaml", config.to_yaml())
+        out.write_parquet(previous, manifest)
     result = GenerateResult(batch_id, out.uri(folder), model_label, len(rows), written)
     registry.pm.hook.ganpipe_batch_generated(batch=result.to_dict())
     return result

@@ -130,6 +130,7 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
         unknown = [i for i, it in enumerate(items) if it.identity is None and it.stat is not None]
         for i, item in zip(unknown, pool.map(_with_identity, [items[i] for i in unknown])):
             items[i] = item
+        items = [_too_large_by_listing(it, d.max_bytes) for it in items]
         cache = _load_cache(store, d.name)
         hits = [cache.get((it.uri, it.identity, settings_key)) if it.identity else None
                 for it in items]  # fmt: skip
@@ -326,10 +327,6 @@ def _point_at(cache: pa.Table, slots: dict[str, tuple[str, int]]) -> pa.Table:
 def _read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int) -> _Seen:
     if item.problem is not None:
         return _Seen(item, None, Rejected(*item.problem))
-    listed_size = int(item.identity.split(":", 1)[0]) if item.identity else 0
-    if listed_size > max_bytes:  # known from the listing: never downloaded
-        detail = f"{listed_size} bytes exceeds dataset.max_bytes={max_bytes}"
-        return _Seen(item, None, Rejected("too_large", detail))
     try:
         data = item.read()
     except Exception as exc:  # permissions, broken links, vanished objects
@@ -338,6 +335,16 @@ def _read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int)
         detail = f"{len(data)} bytes exceeds dataset.max_bytes={max_bytes}"
         return _Seen(item, sha256_bytes(data), Rejected("too_large", detail))
     return _Seen(item, sha256_bytes(data), decode_image(data, settings))
+
+
+def _too_large_by_listing(item: SourceItem, max_bytes: int) -> SourceItem:
+    """Refuse a file the listing says is too big: it is never downloaded, and, being decided
+    without reading, it never stops a re-ingest from recognising unchanged data."""
+    size = int(item.identity.split(":", 1)[0]) if item.identity else 0
+    if size <= max_bytes or item.problem is not None:
+        return item
+    detail = f"{size} bytes exceeds dataset.max_bytes={max_bytes}"
+    return SourceItem(item.uri, item.label, item.read, item.identity, None, ("too_large", detail))
 
 
 def _with_identity(item: SourceItem) -> SourceItem:

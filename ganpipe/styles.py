@@ -38,12 +38,12 @@ class StyleTable:
     encoder_options: dict
 
     def index(self, name: str | int) -> int:
+        if name in self.names:  # names first: a style may well be called "3"
+            return self.names.index(name)
         if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
             i = int(name)
             if 0 <= i < len(self.names):
                 return i
-        elif name in self.names:
-            return self.names.index(name)
         raise ConfigError(
             f"unknown style {name!r}; this model's styles are: {', '.join(self.names)}",
             where="--style",
@@ -327,7 +327,29 @@ def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleT
             fix="run 'ganpipe styles' with this config first",
         )
     table = StyleTable.from_json(store.read_json(f"{out}/styles.json")["table"])
-    return table, store.read_parquet(f"{out}/assignments.parquet")
+    assignments = store.read_parquet(f"{out}/assignments.parquet")
+    if not set(assignments["style"]) <= set(table.names):
+        raise StoreError(
+            f"the styles in {store.uri(out)} are incomplete (a styles run was interrupted)",
+            where="styles stage",
+            fix="run 'ganpipe styles' again",
+        )
+    return table, assignments
+
+
+def check_same_styles(table: StyleTable, model_table: StyleTable, where: str) -> None:
+    """A model conditions on the style table it was trained with; if the dataset's styles were
+    recomputed since, scoring its samples against the new ones would be wrong."""
+    same = table.names == model_table.names and torch.allclose(
+        table.centroids, model_table.centroids
+    )
+    if not same:
+        raise StoreError(
+            "the dataset's styles were recomputed after this model was trained",
+            where=where,
+            fix="retrain ('ganpipe train') with the current styles, or restore the style "
+            "settings the model was trained with",
+        )
 
 
 def match_reference(config: Config, store: RunStore, data: bytes,

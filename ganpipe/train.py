@@ -162,11 +162,18 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     resumed = _resume(store, ckpt_folder, t.resume, dataset.fingerprint)
     if resumed is not None:
         start, state = resumed
-        G.load_state_dict(state["generator"])
-        D.load_state_dict(state["discriminator"])
-        ema.load_state_dict(state["ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        try:
+            G.load_state_dict(state["generator"])
+            D.load_state_dict(state["discriminator"])
+            ema.load_state_dict(state["ema"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:160]})",
+                where="train.resume",
+                fix="resume from a checkpoint of the same model settings, or use never",
+            ) from None
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         rows = [dict(zip(state["metric_names"], r)) for r in state["metrics"].tolist()]
@@ -293,7 +300,7 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
         try:
             with fsspec.open(policy, "rb") as fh:
                 data = fh.read()
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             raise ConfigError(
                 f"checkpoint {policy} does not exist",
                 where="train.resume",
@@ -324,8 +331,8 @@ def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str) 
         raise NonFiniteLoss(
             f"the {what} became {value.item()} at step {step_no} (loss {loss_name!r})",
             where="train",
-            fix="lower train.lr_d / train.lr_g or add the r1 regularizer; the last good "
-            "checkpoint is kept and resume: auto continues from it",
+            fix="lower train.lr_d / train.lr_g or add the r1 regularizer (a new model version, "
+            "trained from scratch); this run's checkpoints are kept",
         )
 
 

@@ -103,6 +103,19 @@ def test_filter_scores_every_candidate_and_keeps_a_policy(trained):
     assert set(manifest["reject_reason"].dropna()) <= {"realism", "style_match", "top_k"}
     assert result.kept + sum(result.rejected_by_reason.values()) == result.candidates
 
+    # Rerunning generate on the finished batch keeps the filter's verdicts.
+    generate(cfg, store, registry)
+    assert "realism" in store.read_parquet(f"{folder}/manifest.parquet").columns
+
+    # top_k keeps the best: with one filter that passes everything, the k highest scores.
+    best = cfg_for(trained, "filter.filters=[realism]", "filter.keep=top_k:2",
+                   "filter.options={realism: {threshold: -1.0e+9}}")  # fmt: skip
+    filter_batch(best, store, folder, model, registry)
+    manifest = store.read_parquet(f"{folder}/manifest.parquet")
+    for _, group in manifest.groupby("style"):
+        top = group.nlargest(2, "realism").index
+        assert sorted(group.index[group["kept"]]) == sorted(top)
+
     strict = cfg_for(trained, "filter.options={realism: {threshold: 1.0e9}}")
     filter_batch(strict, store, folder, model, registry)
     manifest = store.read_parquet(f"{folder}/manifest.parquet")

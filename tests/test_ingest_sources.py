@@ -55,6 +55,17 @@ def test_parquet_manifest_and_manifest_errors(tmp_path, labelled_folder):
         run(tmp_path, [tmp_path / "junk.parquet"])
 
 
+def test_nullable_parquet_columns_mean_missing_values(tmp_path, labelled_folder):
+    path = labelled_folder / "nullable.parquet"
+    pd.DataFrame(
+        {"path": pd.array(["red/red-0.png", None], dtype="string"),
+         "style": pd.array([None, "x"], dtype="string")}
+    ).to_parquet(path)  # fmt: skip
+    result, manifest, rejects = run(tmp_path, [path], "dataset.labels=column:style")
+    assert manifest["label"].isna().all()  # NA is no label, not a style called "<NA>"
+    assert list(rejects["detail"]) == ["the row has no path"]
+
+
 def test_several_sources_and_an_input_listed_twice(tmp_path, labelled_folder):
     result, manifest, rejects = run(
         tmp_path,
@@ -149,6 +160,8 @@ def test_oversized_files_are_refused_unread(tmp_path, labelled_folder, monkeypat
     assert result.counts == {"inputs": 13, "accepted": 12, "rejected": 1}
     assert list(rejects["reason"]) == ["too_large"] and "max_bytes=50000" in rejects["detail"][0]
     assert str(big) not in reads
+    again, *_ = run(tmp_path, [labelled_folder], "dataset.max_bytes=50000")
+    assert again.reused and again.decoded == 0  # the refused file does not defeat the cache
 
 
 def test_s3_folder_and_a_manifest_on_s3_listing_s3_images(tmp_path, labelled_folder, s3_options):

@@ -70,3 +70,11 @@ def test_kmeans_and_agreement_scores():
     assert torch.equal(labels, again)
     assert nmi(truth, np.zeros(90)) == pytest.approx(0.0)
     assert purity(truth, np.zeros(90)) == pytest.approx(1 / 3)
+
+
+def test_styles_named_by_digits_are_found_by_name():
+    from ganpipe.styles import StyleTable
+
+    table = StyleTable(["1", "2", "3"], [1, 1, 1], torch.zeros(3, 2), [[], [], []], "texture", {})
+    assert [table.index(n) for n in ["1", "2", "3"]] == [0, 1, 2]
+    assert table.index(2) == 2  # a position, when no style has that name

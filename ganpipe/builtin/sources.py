@@ -203,7 +203,10 @@ def _read_table(fs, path: str, uri: str):
 
 
 def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    """None, NaN and pandas' NA (nullable Parquet columns) all mean "no value"."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _refused(uri: str, label: str | None, reason: str, detail: str) -> SourceItem:
