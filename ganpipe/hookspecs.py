@@ -58,7 +58,9 @@ def ganpipe_losses() -> dict[str, Any]:
 
     Each factory is called as ``factory(**options)`` and must return an object with
     ``d_loss(real_logits, fake_logits) -> Tensor`` and ``g_loss(fake_logits, real_logits) ->
-    Tensor`` (scalars; ``real_logits`` lets relativistic losses compare against real data).
+    Tensor`` (scalars; ``real_logits`` lets relativistic losses compare against real data). A
+    loss that needs a penalty of its own (WGAN-GP) may also define ``d_penalty`` with the
+    regularisers' signature; it is added to the discriminator's objective.
 
     Return a mapping of name to factory, or an empty mapping.
     """
@@ -69,7 +71,7 @@ def ganpipe_regularizers() -> dict[str, Any]:
     """Register training regularisers (config ``train.regularizers: {name: options}``).
 
     Each factory is called as ``factory(**options)`` and must return an object with
-    ``d_penalty(discriminator, real_images, style, step) -> Tensor | None`` and
+    ``d_penalty(discriminator, real_images, fake_images, style, step) -> Tensor | None`` and
     ``g_penalty(fakes, latents, style, step) -> Tensor | None``; ``None`` means "nothing this
     step" (lazy regularisation). The two halves of every fake batch share their styles
     (``style[:n] == style[n:2n]``), so a penalty can compare two latents of one style.

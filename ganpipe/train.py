@@ -143,7 +143,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         config_key="model.discriminator_options",
         **d_options,
     ).to(device)
-    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    # ema_decay 0: no EMA copy at all, the live generator is exported (as a plain loop would).
+    ema = G if t.ema_decay == 0 else copy.deepcopy(G).eval().requires_grad_(False)
     loss = registry.create("loss", t.loss, config_key="train.loss_options", **t.loss_options)
     regs = [
         registry.create("regularizer", n, config_key=f"train.regularizers.{n}", **o)
@@ -153,6 +154,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         registry.create("augmentation", n, config_key=f"train.augmentations.{n}", **o)
         for n, o in t.augmentations.items()
     ]
+    penalizers = regs + ([loss] if callable(getattr(loss, "d_penalty", None)) else [])
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)  # batches, latents and augmentations
@@ -220,7 +222,9 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             fake = G(z, s)
             real_logits = D(augment(real), s_real)
             d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
-            d_total = _plus(d_loss, (r.d_penalty(D, real, s_real, step_no) for r in regs))
+            d_total = _plus(
+                d_loss, (r.d_penalty(D, real, fake, s_real, step_no) for r in penalizers)
+            )
             _check_finite(d_total, step_no, "discriminator loss", t.loss)
             opt_d.zero_grad(set_to_none=True)
             d_total.backward()
@@ -234,7 +238,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             opt_g.zero_grad(set_to_none=True)
             g_total.backward()
             opt_g.step()
-            _update_ema(ema, G, t.ema_decay)
+            if ema is not G:
+                _update_ema(ema, G, t.ema_decay)
             advance(1)
 
             if step_no % t.log_every == 0 or step_no == t.steps:

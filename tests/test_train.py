@@ -112,7 +112,7 @@ def test_a_loss_from_a_plugin_module_is_used(prepared):
 
 
 def test_every_builtin_loss_regulariser_and_augmentation_trains(prepared):
-    for loss in ["nonsaturating", "hinge", "lsgan", "relativistic"]:
+    for loss in ["nonsaturating", "hinge", "lsgan", "wgan_gp", "relativistic"]:
         cfg = config_for(
             prepared,
             "train.steps=3",

@@ -15,7 +15,7 @@ class R1:
         self.gamma = gamma
         self.interval = interval
 
-    def d_penalty(self, discriminator, real_images, style, step: int):
+    def d_penalty(self, discriminator, real_images, fake_images, style, step: int):
         if step % self.interval:
             return None
         real = real_images.detach().requires_grad_(True)
@@ -38,7 +38,7 @@ class Diversity:
             raise ValueError("diversity weight must be >= 0")
         self.weight, self.eps = weight, eps
 
-    def d_penalty(self, discriminator, real_images, style, step: int):
+    def d_penalty(self, discriminator, real_images, fake_images, style, step: int):
         return None
 
     def g_penalty(self, fakes, latents, style, step: int):

@@ -1,0 +1,60 @@
+"""Losses and regularisers against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganpipe.builtin.losses import Hinge, LeastSquares, NonSaturating, WassersteinGP
+from ganpipe.builtin.regularizers import R1, Diversity
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_losses_match_hand_computed_values():
+    ns = NonSaturating()
+    assert float(ns.d_loss(t(0.0), t(0.0))) == pytest.approx(2 * math.log(2))
+    assert float(ns.g_loss(t(0.0), t(0.0))) == pytest.approx(math.log(2))
+    hinge = Hinge()
+    # relu(1 - [2, .5]) = [0, .5]; relu(1 + [-2, .5]) = [0, 1.5]
+    assert float(hinge.d_loss(t(2.0, 0.5), t(-2.0, 0.5))) == pytest.approx(0.25 + 0.75)
+    assert float(hinge.g_loss(t(-2.0, 0.5), t(0.0))) == pytest.approx(0.75)
+    ls = LeastSquares()
+    assert float(ls.d_loss(t(1.0, 0.0), t(0.0, 1.0))) == pytest.approx(0.5 * 0.5 + 0.5 * 0.5)
+    assert float(ls.g_loss(t(0.0, 1.0), t(0.0))) == pytest.approx(0.25)
+    w = WassersteinGP()
+    assert float(w.d_loss(t(1.0, 3.0), t(0.0, 2.0))) == pytest.approx(-1.0)
+    assert float(w.g_loss(t(0.0, 2.0), t(0.0))) == pytest.approx(-1.0)
+
+
+class Linear(nn.Module):
+    """D(x) = sum(w * x): its gradient with respect to x is w everywhere."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x, style):
+        return (self.weight * x).flatten(1).sum(1)
+
+
+def test_gradient_penalties_match_hand_computed_values():
+    real, fake, style = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2), torch.zeros(3).long()
+    # R1: 0.5 * gamma * interval * |grad|^2 = 0.5 * 2 * 1 * (4 * 1.0^2)
+    assert float(R1(gamma=2.0, interval=1).d_penalty(Linear(1.0), real, fake, style, 0)) == 4.0
+    assert R1(interval=4).d_penalty(Linear(1.0), real, fake, style, 3) is None  # lazy step
+    # WGAN-GP: weight * (|grad| - 1)^2 = 10 * (sqrt(4 * 1.5^2) - 1)^2 = 10 * 4
+    gp = WassersteinGP(gp_weight=10.0).d_penalty(Linear(1.5), real, fake, style, 0)
+    assert float(gp) == pytest.approx(40.0)
+
+
+def test_diversity_penalty_matches_hand_computed_value():
+    fakes = torch.cat([torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)])  # image gap 1
+    latents = torch.cat([torch.zeros(2, 8), 2 * torch.ones(2, 8)])  # latent gap 2
+    penalty = Diversity(weight=1.0, eps=0.0).g_penalty(fakes, latents, None, 0)
+    assert float(penalty) == pytest.approx(1 / 0.5)
+    collapsed = Diversity(weight=1.0).g_penalty(torch.zeros(4, 3, 4, 4), latents, None, 0)
+    assert float(collapsed) > 1000  # identical images for different latents cost a lot
