@@ -129,7 +129,9 @@ class TrainingImages:
             if g not in kept:
                 shard, part, styles = self.groups[g]
                 pixels = self.dataset.store.read_npy(f"{self.dataset.folder}/{shard}")
-                kept[g] = (torch.from_numpy(pixels[part["offset"].to_numpy()]),
+                # Stored channels-first once, so every batch is a contiguous NCHW tensor.
+                chosen = torch.from_numpy(pixels[part["offset"].to_numpy()])
+                kept[g] = (chosen.permute(0, 3, 1, 2).contiguous(),
                            torch.from_numpy(styles.astype(np.int64)))  # fmt: skip
                 self.loads += 1
             parts.append(kept[g])
@@ -143,7 +145,7 @@ class TrainingImages:
 
         self._at(step)
         idx = torch.randint(len(self.pixels), (size,), generator=rng)
-        images = self.pixels[idx].to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        images = self.pixels[idx].to(device).float() / 127.5 - 1.0
         return images, self.styles[idx].to(device)
 
     def __len__(self) -> int:
