@@ -8,15 +8,17 @@ from ganpipe import hookimpl
 @hookimpl
 def ganpipe_generators():
     from ganpipe.builtin.nets import DCGANGenerator
+    from ganpipe.builtin.stylenets import StyleGenerator
 
-    return {"dcgan": DCGANGenerator}
+    return {"dcgan": DCGANGenerator, "stylegan": StyleGenerator}
 
 
 @hookimpl
 def ganpipe_discriminators():
     from ganpipe.builtin.nets import DCGANDiscriminator
+    from ganpipe.builtin.stylenets import ResidualDiscriminator
 
-    return {"dcgan": DCGANDiscriminator}
+    return {"dcgan": DCGANDiscriminator, "resnet": ResidualDiscriminator}
 
 
 @hookimpl

@@ -1,0 +1,150 @@
+"""A style-modulated generator (StyleGAN2-like) and a residual projection discriminator.
+
+The generator maps latent + style to an intermediate code ``w`` that scales every convolution's
+input channels (modulation, then demodulation to keep activations at unit scale), with per-pixel
+noise for fine detail and RGB outputs summed across resolutions (skip architecture). Compared
+with the DCGAN, the style reaches every layer directly, which is what keeps styles apart at
+higher resolutions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ganpipe.builtin.nets import _num_doublings, minibatch_stddev
+
+
+class ModulatedConv(nn.Module):
+    def __init__(self, cin: int, cout: int, w_dim: int, kernel: int = 3, demodulate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(
+            torch.randn(cout, cin, kernel, kernel) / math.sqrt(cin * kernel**2)
+        )
+        self.affine = nn.Linear(w_dim, cin)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.ones_(self.affine.bias)
+        self.demodulate, self.padding = demodulate, kernel // 2
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n, cin, h, wd = x.shape
+        weight = self.weight[None] * self.affine(w)[:, None, :, None, None]  # (N, out, in, k, k)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        # One grouped convolution for the whole batch: each sample is its own group.
+        out = F.conv2d(x.reshape(1, n * cin, h, wd), weight.reshape(-1, cin, *weight.shape[3:]),
+                       padding=self.padding, groups=n)  # fmt: skip
+        return out.reshape(n, -1, h, wd)
+
+
+class StyledLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, w_dim: int, upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.conv = ModulatedConv(cin, cout, w_dim)
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = self.conv(x, w)
+        if self.training:  # noise helps training; generation stays a pure function of the seed
+            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+            x = x + self.noise_strength * noise
+        x = x + self.bias[None, :, None, None]
+        return F.leaky_relu(x, 0.2) * math.sqrt(2)
+
+
+class StyleGenerator(nn.Module):
+    """Latent ``z`` + style index (+ optional continuous style embedding) -> image."""
+
+    def __init__(
+        self,
+        num_styles: int,
+        image_size: int,
+        z_dim: int = 64,
+        w_dim: int = 128,
+        mapping_layers: int = 4,
+        channels: int = 16,
+        max_channels: int = 128,
+        style_embedding_dim: int = 0,
+    ):
+        super().__init__()
+        self.z_dim, self.w_dim = z_dim, w_dim
+        n = _num_doublings(image_size)
+        widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
+        self.embed = nn.Embedding(num_styles, w_dim)
+        self.embed_continuous = (
+            nn.Linear(style_embedding_dim, w_dim) if style_embedding_dim > 0 else None
+        )
+        layers: list[nn.Module] = []
+        for i in range(mapping_layers):
+            layers += [nn.Linear(z_dim + w_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2)]
+        self.mapping = nn.Sequential(*layers)
+        self.const = nn.Parameter(torch.randn(1, widths[0], 4, 4))
+        self.layers = nn.ModuleList([StyledLayer(widths[0], widths[0], w_dim, upsample=False)])
+        self.to_rgb = nn.ModuleList([ModulatedConv(widths[0], 3, w_dim, 1, demodulate=False)])
+        for i in range(n):
+            self.layers.append(StyledLayer(widths[i], widths[i + 1], w_dim, upsample=True))
+            self.layers.append(StyledLayer(widths[i + 1], widths[i + 1], w_dim, upsample=False))
+            self.to_rgb.append(ModulatedConv(widths[i + 1], 3, w_dim, 1, demodulate=False))
+
+    def mapped(self, z, style, style_embedding=None) -> torch.Tensor:
+        """The intermediate code ``w`` (style mixing and truncation work on it)."""
+        cond = self.embed(style)
+        if style_embedding is not None and self.embed_continuous is not None:
+            cond = cond + self.embed_continuous(style_embedding)
+        z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        return self.mapping(torch.cat([z, cond], dim=1))
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
+        x = self.const.expand(w.shape[0], -1, -1, -1)
+        x = self.layers[0](x, w)
+        rgb = self.to_rgb[0](x, w)
+        for i in range(1, len(self.to_rgb)):
+            x = self.layers[2 * i](self.layers[2 * i - 1](x, w), w)
+            rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+            rgb = rgb + self.to_rgb[i](x, w)
+        return rgb
+
+    def forward(self, z, style, style_embedding=None) -> torch.Tensor:
+        return self.synthesis(self.mapped(z, style, style_embedding))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cin, 3, 1, 1)
+        self.conv2 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+        return (F.avg_pool2d(y, 2) + self.skip(F.avg_pool2d(x, 2))) / math.sqrt(2)
+
+
+class ResidualDiscriminator(nn.Module):
+    """Residual blocks down to 4x4, minibatch-stddev, and a projection head for the style."""
+
+    def __init__(
+        self, num_styles: int, image_size: int, channels: int = 16, max_channels: int = 256
+    ):
+        super().__init__()
+        n = _num_doublings(image_size)
+        widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
+        self.from_rgb = nn.Conv2d(3, widths[0], 1)
+        self.blocks = nn.Sequential(*[ResidualBlock(widths[i], widths[i + 1]) for i in range(n)])
+        self.final = nn.Conv2d(widths[-1] + 1, widths[-1], 3, 1, 1)
+        self.linear = nn.Linear(widths[-1], 1)
+        self.embed = nn.Embedding(num_styles, widths[-1])
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.from_rgb(images))
+        x = torch.cat([x, minibatch_stddev(x)], dim=1)
+        h = F.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(style) * h).sum(dim=1)
