@@ -74,7 +74,10 @@ def ganpipe_regularizers() -> dict[str, Any]:
     ``d_penalty(discriminator, real_images, fake_images, style, step) -> Tensor | None`` and
     ``g_penalty(fakes, latents, style, step) -> Tensor | None``; ``None`` means "nothing this
     step" (lazy regularisation). The two halves of every fake batch share their styles
-    (``style[:n] == style[n:2n]``), so a penalty can compare two latents of one style.
+    (``style[:n] == style[n:2n]``), so a penalty can compare two latents of one style. A
+    regulariser that needs the run's styles may define ``bind(context)``: it is called once
+    before training with ``context.style_encoder`` (the dataset's encoder, on the training
+    device), ``context.centroids`` (styles x D) and ``context.style_names``.
 
     Return a mapping of name to factory, or an empty mapping.
     """

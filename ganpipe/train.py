@@ -32,7 +32,7 @@ from ganpipe.images import encode, grid
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
 from ganpipe.store import RunStore
-from ganpipe.styles import load_styles
+from ganpipe.styles import encoder_for, load_styles
 
 # Settings that change the budget or bookkeeping, not what a finished model is.
 _NOT_IN_VERSION = ("max_minutes", "resume", "device", "checkpoint_every", "log_every")
@@ -89,6 +89,15 @@ def pick_device(name: str) -> torch.device:
             fix="use auto or cpu, or install a CUDA build",
         )
     return device
+
+
+@dataclass
+class TrainingContext:
+    """What ``bind(context)`` gives a regulariser that needs the run's styles."""
+
+    style_encoder: torch.nn.Module
+    centroids: torch.Tensor
+    style_names: list[str]
 
 
 @dataclass
@@ -155,6 +164,12 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         for n, o in t.augmentations.items()
     ]
     penalizers = regs + ([loss] if callable(getattr(loss, "d_penalty", None)) else [])
+    if any(callable(getattr(r, "bind", None)) for r in regs):
+        encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options, size)
+        context = TrainingContext(encoder.to(device), table.centroids.to(device), table.names)
+        for r in regs:
+            if callable(getattr(r, "bind", None)):
+                r.bind(context)
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
     rng = torch.Generator().manual_seed(t.seed)  # batches, latents and augmentations

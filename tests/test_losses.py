@@ -58,3 +58,26 @@ def test_diversity_penalty_matches_hand_computed_value():
     assert float(penalty) == pytest.approx(1 / 0.5)
     collapsed = Diversity(weight=1.0).g_penalty(torch.zeros(4, 3, 4, 4), latents, None, 0)
     assert float(collapsed) > 1000  # identical images for different latents cost a lot
+
+
+def test_style_consistency_pulls_fakes_to_their_style_centroid():
+    from types import SimpleNamespace
+
+    from ganpipe.builtin.regularizers import StyleConsistency
+
+    class MeanColour(nn.Module):
+        def forward(self, images):
+            return images.mean(dim=(2, 3))
+
+    reg = StyleConsistency(weight=2.0)
+    centroids = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    reg.bind(
+        SimpleNamespace(style_encoder=MeanColour(), centroids=centroids, style_names=["a", "b"])
+    )
+    fakes = torch.zeros(2, 3, 4, 4)
+    fakes[:, 0] = 1.0  # both images pure "red": the centroid of style 0
+    # style 0: distance 0; style 1: |(1,0,0) - (0,1,0)|^2 = 2; mean 1; weight 2
+    penalty = reg.g_penalty(fakes.requires_grad_(True), None, torch.tensor([0, 1]), 0)
+    assert float(penalty) == pytest.approx(2.0)
+    penalty.backward()
+    assert fakes.grad.abs().sum() > 0  # it trains the generator through the encoder

@@ -117,7 +117,7 @@ def test_every_builtin_loss_regulariser_and_augmentation_trains(prepared):
             prepared,
             "train.steps=3",
             f"train.loss={loss}",
-            "train.regularizers={r1: {interval: 2}, diversity: {}}",
+            "train.regularizers={r1: {interval: 2}, diversity: {}, style_consistency: {}}",
             "train.augmentations={diffaugment: {cutout: 0.25}}",
         )
         result = train(cfg, RunStore.from_config(cfg))

@@ -50,4 +50,30 @@ class Diversity:
         return self.weight / ((image_gap / latent_gap).mean() + self.eps)
 
 
-REGULARIZERS = {"r1": R1, "diversity": Diversity}
+class StyleConsistency:
+    """Pulls each fake's style embedding (the run's style encoder) towards the centroid of the
+    style it was asked for, so samples stay in their style rather than drifting between
+    neighbours. Applied every ``interval`` steps, scaled by it."""
+
+    def __init__(self, weight: float = 1.0, interval: int = 1):
+        if weight < 0 or interval < 1:
+            raise ValueError("style_consistency needs weight >= 0 and interval >= 1")
+        self.weight, self.interval = float(weight), int(interval)
+        self.encoder = self.centroids = None
+
+    def bind(self, context) -> None:
+        self.encoder = context.style_encoder.eval().requires_grad_(False)
+        self.centroids = context.centroids
+
+    def d_penalty(self, discriminator, real_images, fake_images, style, step: int):
+        return None
+
+    def g_penalty(self, fakes, latents, style, step: int):
+        if step % self.interval:
+            return None
+        embedding = self.encoder(fakes)
+        gap = (embedding - self.centroids[style].to(embedding)).pow(2).sum(dim=1)
+        return self.weight * self.interval * gap.mean()
+
+
+REGULARIZERS = {"r1": R1, "diversity": Diversity, "style_consistency": StyleConsistency}
