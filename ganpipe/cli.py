@@ -263,7 +263,8 @@ def styles(
 
 @app.command()
 def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
-    """Train the style-conditioned GAN (resuming if possible) and promote it to current."""
+    """Train the style-conditioned GAN (resuming if possible) and promote it to current.
+    Under torchrun (e.g. torchrun --nproc_per_node=2 -m ganpipe train) it trains data-parallel."""
 
     def body():
         from ganpipe.generate import promote
@@ -273,7 +274,8 @@ def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
         cfg = _load(config, set_)
         store = RunStore.from_config(cfg)
         result = stage(cfg, store).to_dict()
-        promote(store, result["model"], result["version"])
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone writes
+            promote(store, result["model"], result["version"])
         return result
 
     _print_record("trained", _with_progress(body))

@@ -26,6 +26,7 @@ from ganpipe.checkpoints import (
 )
 from ganpipe.config import Config
 from ganpipe.dataset import TrainingImages, load_dataset, to_pixels
+from ganpipe.distributed import World, join, local_device
 from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
@@ -134,7 +135,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         rows = dataset.manifest
     style_of = dict(zip(assignments["id"], assignments["style"]))
     styles_of_rows = np.array([table.names.index(style_of[i]) for i in rows["id"]])
-    device = pick_device(t.device)
+    device = local_device(pick_device(t.device))
+    world = join(device)
     reals = TrainingImages(dataset, rows, styles_of_rows, t.data_memory_mb, t.batch_size, t.seed)
     num_styles = len(table.names)
 
@@ -172,7 +174,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 r.bind(context)
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
-    rng = torch.Generator().manual_seed(t.seed)  # batches, latents and augmentations
+    # Batches, latents and augmentations; each rank draws its own (rank 0 as a single process).
+    rng = torch.Generator().manual_seed(t.seed + 1_000_003 * world.rank)
 
     # Resume.
     start, rows = 0, []
@@ -194,9 +197,15 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         rows = [dict(zip(state["metric_names"], r)) for r in state["metrics"].tolist()]
+        if not world.is_main:  # the checkpoint holds rank 0's stream; others start a fresh one
+            rng.manual_seed(t.seed + 1_000_003 * world.rank + start)
         log.info("resuming %s/%s from step %d", config.model_name, version, start)
+    world.broadcast(G)
+    world.broadcast(D)
 
     def checkpoint(step_no: int) -> None:
+        if not world.is_main:
+            return
         names = sorted(rows[0]) if rows else []
         state = {
             "generator": G.state_dict(),
@@ -240,19 +249,22 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             d_total = _plus(
                 d_loss, (r.d_penalty(D, real, fake, s_real, step_no) for r in penalizers)
             )
-            _check_finite(d_total, step_no, "discriminator loss", t.loss)
+            _check_finite(d_total, step_no, "discriminator loss", t.loss, world, device)
             opt_d.zero_grad(set_to_none=True)
             d_total.backward()
+            world.average_gradients(D)
             opt_d.step()
 
             # Generator step.
             fake_logits = D(augment(fake), s)
             g_loss = loss.g_loss(fake_logits, real_logits.detach())
             g_total = _plus(g_loss, (r.g_penalty(fake, z, s, step_no) for r in regs))
-            _check_finite(g_total, step_no, "generator loss", t.loss)
+            _check_finite(g_total, step_no, "generator loss", t.loss, world, device)
             opt_g.zero_grad(set_to_none=True)
             g_total.backward()
+            world.average_gradients(G)
             opt_g.step()
+            world.broadcast(G, buffers_only=True)
             if ema is not G:
                 _update_ema(ema, G, t.ema_decay)
             advance(1)
@@ -272,7 +284,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 )
             if step_no % t.checkpoint_every == 0 and step_no < t.steps:
                 checkpoint(step_no)
-            if t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60:
+            over = t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60
+            if t.max_minutes is not None and world.any(over, device):
                 stopped_by_time = True
                 log.warning(
                     "train.max_minutes=%s reached at step %d of %d", t.max_minutes, step_no, t.steps
@@ -282,7 +295,19 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     if step_no > start or resumed is None:
         checkpoint(step_no)
 
-    # Export.
+    # Export (rank 0 only; the others hold the same weights).
+    trained = step_no - start
+    result = TrainResult(
+        **result_base,
+        steps_done=step_no,
+        steps_target=t.steps,
+        seconds=round(seconds, 2),
+        images_per_second=round(trained * batch * world.size / max(seconds, 1e-9), 1),
+        final_metrics={k: v for k, v in (rows[-1] if rows else {}).items() if k != "step"},
+    )
+    if not world.is_main:
+        world.close()
+        return result
     _recalibrate_batchnorm(ema, num_styles, device, t.seed)
     meta = {
         "styles": table.to_json(),
@@ -297,17 +322,9 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     store.write_parquet(f"{folder}/metrics.parquet", metrics_frame)
     store.write_bytes(f"{folder}/samples.png", encode(_sample_grid(ema, num_styles, device)))
     store.write_text(f"{folder}/config.yaml", config.to_yaml())
-    trained = step_no - start
-    result = TrainResult(
-        **result_base,
-        steps_done=step_no,
-        steps_target=t.steps,
-        seconds=round(seconds, 2),
-        images_per_second=round(trained * batch / max(seconds, 1e-9), 1),
-        final_metrics={k: v for k, v in (rows[-1] if rows else {}).items() if k != "step"},
-    )
     if not stopped_by_time:
         store.write_json(f"{folder}/training.json", result.to_dict())  # last: marks it finished
+    world.close()
     return result
 
 
@@ -346,8 +363,10 @@ def _plus(loss: torch.Tensor, penalties) -> torch.Tensor:
     return loss
 
 
-def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str) -> None:
-    if not torch.isfinite(value):
+def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str,
+                  world: World, device) -> None:  # fmt: skip
+    """Stop on a non-finite loss, on every rank together (one rank alone would hang the rest)."""
+    if world.any(not bool(torch.isfinite(value)), device):
         raise NonFiniteLoss(
             f"the {what} became {value.item()} at step {step_no} (loss {loss_name!r})",
             where="train",

@@ -78,6 +78,6 @@ def test_style_consistency_pulls_fakes_to_their_style_centroid():
     fakes[:, 0] = 1.0  # both images pure "red": the centroid of style 0
     # style 0: distance 0; style 1: |(1,0,0) - (0,1,0)|^2 = 2; mean 1; weight 2
     penalty = reg.g_penalty(fakes.requires_grad_(True), None, torch.tensor([0, 1]), 0)
-    assert float(penalty) == pytest.approx(2.0)
+    assert penalty.item() == pytest.approx(2.0)
     penalty.backward()
     assert fakes.grad.abs().sum() > 0  # it trains the generator through the encoder
