@@ -128,8 +128,10 @@ class TrainConfig(Section):
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.99)
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # 0 disables the EMA generator
+    grad_clip: float | None = Field(None, gt=0)  # max gradient norm per network; null: off
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints
     log_every: int = Field(25, ge=1)  # steps between metric rows
+    sample_every: int | None = Field(500, ge=1)  # steps between sample grids; null: end only
     resume: str = "auto"  # auto | never | a checkpoint URI
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

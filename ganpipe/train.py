@@ -36,7 +36,14 @@ from ganpipe.store import RunStore
 from ganpipe.styles import encoder_for, load_styles
 
 # Settings that change the budget or bookkeeping, not what a finished model is.
-_NOT_IN_VERSION = ("max_minutes", "resume", "device", "checkpoint_every", "log_every")
+_NOT_IN_VERSION = (
+    "max_minutes",
+    "resume",
+    "device",
+    "checkpoint_every",
+    "log_every",
+    "sample_every",
+)
 
 
 class NonFiniteLoss(GanpipeError):
@@ -253,6 +260,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             opt_d.zero_grad(set_to_none=True)
             d_total.backward()
             world.average_gradients(D)
+            _clip(D, t.grad_clip)
             opt_d.step()
 
             # Generator step.
@@ -263,6 +271,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             opt_g.zero_grad(set_to_none=True)
             g_total.backward()
             world.average_gradients(G)
+            _clip(G, t.grad_clip)
             opt_g.step()
             world.broadcast(G, buffers_only=True)
             if ema is not G:
@@ -284,6 +293,9 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 )
             if step_no % t.checkpoint_every == 0 and step_no < t.steps:
                 checkpoint(step_no)
+            if world.is_main and t.sample_every and step_no % t.sample_every == 0:
+                grid_png = encode(_sample_grid(ema, num_styles, device))
+                store.write_bytes(f"{folder}/samples/step-{step_no:08d}.png", grid_png)
             over = t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60
             if t.max_minutes is not None and world.any(over, device):
                 stopped_by_time = True
@@ -355,6 +367,11 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
     return found
 
 
+def _clip(module: torch.nn.Module, max_norm: float | None) -> None:
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+
+
 def _plus(loss: torch.Tensor, penalties) -> torch.Tensor:
     """The loss plus every penalty a regulariser returned this step (None: not this step)."""
     for p in penalties:
@@ -404,10 +421,15 @@ def _recalibrate_batchnorm(model: torch.nn.Module, num_styles: int, device, seed
 
 @torch.no_grad()
 def _sample_grid(generator: torch.nn.Module, num_styles: int, device, per_style: int = 8):
+    """One row per style, the same latents in every row; leaves the generator's mode as it was
+    (sampling mid-training must not touch batch-norm statistics)."""
+    was_training = generator.training
+    generator.eval()
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(per_style, generator.z_dim, generator=gen).to(device)
     rows = [
         to_pixels(generator(z, torch.full((per_style,), s, device=device)))
         for s in range(num_styles)
     ]
+    generator.train(was_training)
     return grid(np.concatenate(rows), cols=per_style, scale=2)

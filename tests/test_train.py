@@ -37,7 +37,7 @@ def weights(store, result):
 
 
 def test_training_exports_a_generator_that_renders_each_style(prepared):
-    cfg = config_for(prepared, "train.steps=40")
+    cfg = config_for(prepared, "train.steps=40", "train.sample_every=20", "train.grad_clip=5.0")
     store = RunStore.from_config(cfg)
     result = train(cfg, store)
     assert result.steps_done == 40 and not result.reused
@@ -54,6 +54,7 @@ def test_training_exports_a_generator_that_renders_each_style(prepared):
         assert store.exists(f"{folder}/{name}"), name
     metrics = store.read_parquet(f"{folder}/metrics.parquet")
     assert list(metrics["step"]) == [10, 20, 30, 40]
+    assert store.listdir(f"{folder}/samples") == ["step-00000020.png", "step-00000040.png"]
     G, meta = load_network(store, folder, "generator", load_registry(cfg))
     assert len(meta["styles"]["names"]) == 6
     with torch.no_grad():
