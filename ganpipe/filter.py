@@ -124,14 +124,15 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
 
 
 def batch_context(config, store, batch_folder, model, registry, out):
-    """A generated batch's manifest and the context to score it: what the filter and report
-    stages both start from."""
+    """A generated batch's manifest, the model's description (``generator.json``: style table,
+    fingerprints) and the context to score it: what the filter and report stages start from."""
     manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
     images = load_batch_images(out, batch_folder, manifest["path"])
-    _, meta = load_network(model.store, model.folder, "generator", registry)
+    meta = model.store.read_json(posixpath.join(model.folder, "generator.json"))
     table = StyleTable.from_json(meta["styles"])
     styles_idx = torch.tensor([table.index(s) for s in manifest["style"]])
-    return manifest, build_context(config, store, registry, model, images, styles_idx)
+    context = build_context(config, store, registry, model, images, styles_idx)
+    return manifest, meta, context
 
 
 def filter_batch(
@@ -144,7 +145,7 @@ def filter_batch(
 ) -> FilterResult:
     registry = registry or load_registry(config)
     out = out or store
-    manifest, context = batch_context(config, store, batch_folder, model, registry, out)
+    manifest, _, context = batch_context(config, store, batch_folder, model, registry, out)
 
     passed_all = np.ones(len(manifest), dtype=bool)
     reasons = pd.Series([None] * len(manifest), dtype="string")

@@ -18,7 +18,6 @@ import torch
 
 from ganpipe import layout
 from ganpipe import metrics as m
-from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
 from ganpipe.dataset import to_pixels
 from ganpipe.filter import batch_context
@@ -48,8 +47,7 @@ def report(
 ) -> ReportResult:
     registry = registry or load_registry(config)
     out = out or store
-    manifest, ctx = batch_context(config, store, batch_folder, model, registry, out)
-    _, meta = load_network(model.store, model.folder, "generator", registry)
+    manifest, meta, ctx = batch_context(config, store, batch_folder, model, registry, out)
     table, images, styles_idx = ctx.table, ctx.images, ctx.styles
 
     # Figures.

@@ -145,6 +145,23 @@ class RunStore:
             self.fs.rm(self.path(rel), recursive=True)
 
 
+def read_uri(uri: str, *, what: str, where: str, fix: str) -> bytes:
+    """The bytes of one file named by a URI outside the run store (a checkpoint, weights); a
+    missing or unreadable file is a config error naming the key that pointed at it."""
+    from ganpipe.errors import ConfigError
+
+    try:
+        with fsspec.open(uri, "rb") as fh:
+            return fh.read()
+    except (OSError, ValueError) as exc:
+        problem = (
+            "does not exist"
+            if isinstance(exc, FileNotFoundError)
+            else (f"cannot be read ({type(exc).__name__})")
+        )
+        raise ConfigError(f"{what} {uri!r} {problem}", where=where, fix=fix) from None
+
+
 def _protocols(fs) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import fsspec
 import numpy as np
 import pandas as pd
 import torch
@@ -25,7 +24,7 @@ from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, read_uri
 
 
 @dataclass
@@ -102,7 +101,12 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
     if not callable(getattr(encoder, "fit", None)):
         return encoder.eval()
     if options.get("weights"):
-        _load_weights(encoder, _read_uri(options["weights"]), options["weights"])
+        weights = read_uri(
+            options["weights"], what="the style encoder weights",
+            where="style.encoder_options.weights",
+            fix="give the path or store URI of a .safetensors file of this encoder's weights",
+        )  # fmt: skip
+        _load_weights(encoder, weights, options["weights"])
         return encoder.eval()
     folder = layout.styles_dir(dataset.fingerprint, name)
     store, options_hash = dataset.store, stable_hash(options)
@@ -134,18 +138,6 @@ def _fit(encoder, dataset: Dataset, name: str) -> None:
     steps = getattr(encoder, "steps", None)
     with step(f"train style encoder {name}", total=steps) as advance:
         encoder.fit(draw, log=lambda done, loss: advance(50))
-
-
-def _read_uri(uri: str) -> bytes:
-    try:
-        with fsspec.open(uri, "rb") as fh:
-            return fh.read()
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read the style encoder weights {uri!r} ({type(exc).__name__})",
-            where="style.encoder_options.weights",
-            fix="give the path or store URI of a .safetensors file of this encoder's weights",
-        ) from None
 
 
 def _load_weights(encoder: torch.nn.Module, data: bytes, where: str) -> None:

@@ -12,7 +12,6 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 
-import fsspec
 import numpy as np
 import pandas as pd
 import torch
@@ -32,7 +31,7 @@ from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, read_uri
 from ganpipe.styles import encoder_for, load_styles
 
 # Settings that change the budget or bookkeeping, not what a finished model is.
@@ -346,15 +345,8 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
     if policy == "auto":
         found = newest_valid_checkpoint(store, folder)
     else:
-        try:
-            with fsspec.open(policy, "rb") as fh:
-                data = fh.read()
-        except (OSError, ValueError):
-            raise ConfigError(
-                f"checkpoint {policy} does not exist",
-                where="train.resume",
-                fix="use auto, never, or the URI of a step-XXXXXXXX.pt file",
-            ) from None
+        data = read_uri(policy, what="the checkpoint", where="train.resume",
+                        fix="use auto, never, or the URI of a step-XXXXXXXX.pt file")  # fmt: skip
         state = load_checkpoint_bytes(data, policy)
         found = (int(state["step"]), state)
     if found is not None and found[1].get("dataset_fingerprint") != dataset_fp:
