@@ -12,43 +12,16 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import torch
-from torch.nn import functional as F
+from _reference import plain_loop
 
-from ganpipe.builtin.nets import DCGANDiscriminator, DCGANGenerator
 from ganpipe.config import load_config
 from ganpipe.dataset import load_dataset
 from ganpipe.ingest import ingest
 from ganpipe.store import RunStore
 from ganpipe.styles import load_styles, styles
 from ganpipe.train import train
-
-
-def plain_loop(images: torch.Tensor, labels: torch.Tensor, steps: int, batch: int, styles_n: int):
-    """What a team writes by hand: tensors in memory, two Adam optimisers, the NS loss."""
-    torch.manual_seed(0)
-    G, D = (
-        DCGANGenerator(styles_n, images.shape[-1]),
-        DCGANDiscriminator(styles_n, images.shape[-1]),
-    )
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.99))
-    start = time.perf_counter()
-    for _ in range(steps):
-        idx = torch.randint(len(images), (batch,))
-        real, s = images[idx], labels[idx]
-        fake = G(torch.randn(batch, G.z_dim), s)
-        d_loss = F.softplus(-D(real, s)).mean() + F.softplus(D(fake.detach(), s)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-D(fake, s)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-    return steps * batch / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -84,7 +57,7 @@ def main() -> None:
     # otherwise decide the ratio. Each round trains a new model version (another seed).
     plain, ours = [], []
     for r in range(args.rounds):
-        plain.append(plain_loop(pixels, labels, args.steps, args.batch, len(table.names)))
+        plain.append(plain_loop(pixels, labels, args.steps, args.batch, len(table.names))[1])
         seeded = load_config(None, [*overrides, f"train.seed={r}"])
         ours.append(train(seeded, store).images_per_second)
         print(f"round {r + 1}: plain {plain[-1]:7.1f} img/s, ganpipe {ours[-1]:7.1f} img/s")

@@ -85,22 +85,32 @@ def _load(config: Optional[Path], overrides: list[str]):
 
 
 class _RichReporter:
-    """Shows stage progress as rich progress bars."""
+    """Shows stage progress as rich progress bars, with a rate where a stage names its unit."""
 
     def __init__(self):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            def render(self, task) -> Text:
+                unit = task.fields.get("unit")
+                if not unit or not task.speed:
+                    return Text("")
+                return Text(f"{task.speed * unit[1]:,.0f} {unit[0]}/s", style="progress.data.speed")
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            RateColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -108,10 +118,10 @@ class _RichReporter:
         )
         self.tasks: dict[str, Any] = {}
 
-    def start(self, description: str, total: int | None):
+    def start(self, description: str, total: int | None, unit=None):
         if not self.progress.live.is_started:
             self.progress.start()
-        task_id = self.progress.add_task(description, total=total)
+        task_id = self.progress.add_task(description, total=total, unit=unit)
         self.tasks[description] = task_id
         return lambda n=1: self.progress.advance(task_id, n)
 

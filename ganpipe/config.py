@@ -134,6 +134,12 @@ class TrainConfig(Section):
     sample_every: int | None = Field(500, ge=1)  # steps between sample grids; null: end only
     resume: str = "auto"  # auto | never | a checkpoint URI
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    channels_last: bool | Literal["auto"] = "auto"  # auto: on CUDA only
+    on_nonfinite: Literal["stop", "rollback"] = "stop"  # rollback: last checkpoint, lower LR
+    rollback_lr_factor: float = Field(0.5, gt=0, lt=1)  # learning rates times this per rollback
+    max_rollbacks: int = Field(3, ge=1)  # then stop as on_nonfinite: stop would
+    tensorboard: bool = False  # also write metrics as TensorBoard events (pip install tensorboard)
 
 
 class GenerateConfig(Section):

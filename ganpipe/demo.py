@@ -152,13 +152,18 @@ def write_demo_dataset(out_dir: str | Path, per_style: int, size: int = SOURCE_S
     return out
 
 
+def cache_dir() -> Path:
+    """ganpipe's local cache (``$GANPIPE_CACHE``, default ``~/.cache/ganpipe``)."""
+    return Path(os.environ.get("GANPIPE_CACHE", Path.home() / ".cache" / "ganpipe"))
+
+
 def demo_dataset_dir(per_style: int) -> Path:
     """The demo dataset, drawn once into the user cache and reused.
 
     Drawn into a temporary folder and renamed into place, so an interrupted first run never
     leaves a half-drawn dataset behind that later runs would trust.
     """
-    cache = Path(os.environ.get("GANPIPE_CACHE", Path.home() / ".cache" / "ganpipe"))
+    cache = cache_dir()
     target = cache / f"demo-v{DEMO_VERSION}-{per_style}x{SOURCE_SIZE}"
     if target.is_dir():
         return target

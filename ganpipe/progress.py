@@ -15,7 +15,9 @@ log = logging.getLogger("ganpipe")
 
 
 class Reporter(Protocol):
-    def start(self, description: str, total: int | None) -> Callable[[int], None]: ...
+    def start(
+        self, description: str, total: int | None, unit: tuple[str, float] | None = None
+    ) -> Callable[[int], None]: ...
 
     def finish(self, description: str) -> None: ...
 
@@ -29,13 +31,18 @@ def set_reporter(reporter: Reporter | None) -> None:
 
 
 @contextmanager
-def step(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """``with step("training", total=steps) as advance: ... advance(1)``"""
+def step(
+    description: str, total: int | None = None, unit: tuple[str, float] | None = None
+) -> Iterator[Callable[[int], None]]:
+    """``with step("training", total=steps, unit=("img", batch)) as advance: ... advance(1)``
+
+    ``unit`` names what a reporter should show a rate of, and how many of them one step is
+    (training counts steps but people compare images per second)."""
     reporter = _reporter
     if reporter is None:
         yield lambda n=1: None
         return
-    advance = reporter.start(description, total)
+    advance = reporter.start(description, total, unit)
     try:
         yield advance
     finally:

@@ -29,6 +29,7 @@ from ganpipe.distributed import World, join, local_device
 from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
+from ganpipe.mixed_precision import resolve_precision
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
 from ganpipe.store import RunStore, read_uri
@@ -42,6 +43,8 @@ _NOT_IN_VERSION = (
     "checkpoint_every",
     "log_every",
     "sample_every",
+    "channels_last",
+    "tensorboard",
 )
 
 
@@ -142,6 +145,7 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     style_of = dict(zip(assignments["id"], assignments["style"]))
     styles_of_rows = np.array([table.names.index(style_of[i]) for i in rows["id"]])
     device = local_device(pick_device(t.device))
+    precision = resolve_precision(t.precision, t.channels_last, device)
     world = join(device)
     reals = TrainingImages(dataset, rows, styles_of_rows, t.data_memory_mb, t.batch_size, t.seed)
     num_styles = len(table.names)
@@ -153,13 +157,14 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     d_options = {"num_styles": num_styles, "image_size": size, **config.model.discriminator_options}
     G = registry.create(
         "generator", config.model.generator, config_key="model.generator_options", **g_options
-    ).to(device)
+    )
     D = registry.create(
         "discriminator",
         config.model.discriminator,
         config_key="model.discriminator_options",
         **d_options,
-    ).to(device)
+    )
+    G, D = precision.prepare(G.to(device)), precision.prepare(D.to(device))
     # ema_decay 0: no EMA copy at all, the live generator is exported (as a plain loop would).
     ema = G if t.ema_decay == 0 else copy.deepcopy(G).eval().requires_grad_(False)
     loss = registry.create("loss", t.loss, config_key="train.loss_options", **t.loss_options)
@@ -180,14 +185,15 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 r.bind(context)
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+    scaler_g, scaler_d = precision.scaler(), precision.scaler()
     # Batches, latents and augmentations; each rank draws its own (rank 0 as a single process).
     rng = torch.Generator().manual_seed(t.seed + 1_000_003 * world.rank)
 
     # Resume.
-    start, rows = 0, []
-    resumed = _resume(store, ckpt_folder, t.resume, dataset.fingerprint)
-    if resumed is not None:
-        start, state = resumed
+    start, rows, lr_scale, rollbacks = 0, [], 1.0, 0
+
+    def restore(state: dict) -> None:
+        nonlocal rows, lr_scale
         try:
             G.load_state_dict(state["generator"])
             D.load_state_dict(state["discriminator"])
@@ -200,18 +206,16 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 where="train.resume",
                 fix="resume from a checkpoint of the same model settings, or use never",
             ) from None
+        if "scaler_g" in state:
+            scaler_g.load_state_dict(state["scaler_g"])
+            scaler_d.load_state_dict(state["scaler_d"])
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         rows = [dict(zip(state["metric_names"], r)) for r in state["metrics"].tolist()]
-        if not world.is_main:  # the checkpoint holds rank 0's stream; others start a fresh one
-            rng.manual_seed(t.seed + 1_000_003 * world.rank + start)
-        log.info("resuming %s/%s from step %d", config.model_name, version, start)
-    world.broadcast(G)
-    world.broadcast(D)
+        lr_scale = float(state.get("lr_scale", 1.0))
+        _scale_learning_rates(opt_g, opt_d, t, lr_scale)
 
-    def checkpoint(step_no: int) -> None:
-        if not world.is_main:
-            return
+    def snapshot(step_no: int) -> dict:
         names = sorted(rows[0]) if rows else []
         state = {
             "generator": G.state_dict(),
@@ -222,12 +226,35 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             "rng": rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": step_no,
+            "lr_scale": lr_scale,
             "dataset_fingerprint": dataset.fingerprint,
             "version": version,
             "metric_names": names,
             "metrics": torch.tensor([[r[n] for n in names] for r in rows], dtype=torch.float64),
         }
-        uri = save_checkpoint(store, ckpt_folder, step_no, state)
+        if scaler_g.is_enabled():
+            state["scaler_g"], state["scaler_d"] = scaler_g.state_dict(), scaler_d.state_dict()
+        return state
+
+    resumed = _resume(store, ckpt_folder, t.resume, dataset.fingerprint)
+    if resumed is not None:
+        start, state = resumed
+        restore(state)
+        if not world.is_main:  # the checkpoint holds rank 0's stream; others start a fresh one
+            rng.manual_seed(t.seed + 1_000_003 * world.rank + start)
+        log.info("resuming %s/%s from step %d", config.model_name, version, start)
+    world.broadcast(G)
+    world.broadcast(D)
+    # What a rollback returns to: the newest checkpoint, kept in memory on every rank.
+    last_good = copy.deepcopy(snapshot(start)) if t.on_nonfinite == "rollback" else None
+
+    def checkpoint(step_no: int) -> None:
+        nonlocal last_good
+        if t.on_nonfinite == "rollback":
+            last_good = copy.deepcopy(snapshot(step_no))
+        if not world.is_main:
+            return
+        uri = save_checkpoint(store, ckpt_folder, step_no, snapshot(step_no))
         registry.pm.hook.ganpipe_checkpoint_saved(
             uri=uri, state=TrainState(step_no, G, D, ema, config)
         )
@@ -239,39 +266,56 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
 
     # Main loop.
     batch = min(t.batch_size, len(reals))
+    board = _tensorboard(store, folder) if t.tensorboard and world.is_main else None
     began, stopped_by_time, step_no = time.monotonic(), False, start
-    with step(f"train {config.model_name}/{version}", total=t.steps) as advance:
+    with step(
+        f"train {config.model_name}/{version}", total=t.steps, unit=("img", batch * world.size)
+    ) as advance:
         advance(start)
-        for step_no in range(start + 1, t.steps + 1):
+        while step_no < t.steps:
+            step_no += 1
             real, s_real = reals.batch(step_no, batch, rng, device)
+            real = precision.layout(real)
             half = batch // 2  # fakes come in pairs of one style (see ganpipe_regularizers)
             s = torch.cat([s_real[:half], s_real[:half], s_real[2 * half :]])
             z = torch.randn(batch, G.z_dim, generator=rng).to(device)
 
-            # Discriminator step.
-            fake = G(z, s)
-            real_logits = D(augment(real), s_real)
-            d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
-            d_total = _plus(
-                d_loss, (r.d_penalty(D, real, fake, s_real, step_no) for r in penalizers)
-            )
-            _check_finite(d_total, step_no, "discriminator loss", t.loss, world, device)
-            opt_d.zero_grad(set_to_none=True)
-            d_total.backward()
-            world.average_gradients(D)
-            _clip(D, t.grad_clip)
-            opt_d.step()
+            try:
+                # Discriminator step.
+                with precision.autocast():
+                    fake = G(z, s)
+                    real_logits = D(augment(real), s_real)
+                    d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
+                    d_total = _plus(
+                        d_loss, (r.d_penalty(D, real, fake, s_real, step_no) for r in penalizers)
+                    )
+                _check_finite(d_total, step_no, "discriminator loss", t, world, device)
+                _optimise(d_total, opt_d, D, scaler_d, world, t.grad_clip)
 
-            # Generator step.
-            fake_logits = D(augment(fake), s)
-            g_loss = loss.g_loss(fake_logits, real_logits.detach())
-            g_total = _plus(g_loss, (r.g_penalty(fake, z, s, step_no) for r in regs))
-            _check_finite(g_total, step_no, "generator loss", t.loss, world, device)
-            opt_g.zero_grad(set_to_none=True)
-            g_total.backward()
-            world.average_gradients(G)
-            _clip(G, t.grad_clip)
-            opt_g.step()
+                # Generator step.
+                with precision.autocast():
+                    fake_logits = D(augment(fake), s)
+                    g_loss = loss.g_loss(fake_logits, real_logits.detach())
+                    g_total = _plus(g_loss, (r.g_penalty(fake, z, s, step_no) for r in regs))
+                _check_finite(g_total, step_no, "generator loss", t, world, device)
+                _optimise(g_total, opt_g, G, scaler_g, world, t.grad_clip)
+            except NonFiniteLoss as exc:
+                if last_good is None or rollbacks >= t.max_rollbacks:
+                    if rollbacks:
+                        exc.what += f" (after {rollbacks} rollbacks)"
+                    raise
+                rollbacks += 1
+                back_to = int(last_good["step"])
+                restore(copy.deepcopy(last_good))
+                lr_scale *= t.rollback_lr_factor
+                _scale_learning_rates(opt_g, opt_d, t, lr_scale)
+                log.warning(
+                    "%s; rolled back to step %d with learning rates x%g (rollback %d of %d)",
+                    exc.what, back_to, lr_scale, rollbacks, t.max_rollbacks,
+                )  # fmt: skip
+                advance(back_to - step_no + 1)
+                step_no = back_to
+                continue
             world.broadcast(G, buffers_only=True)
             if ema is not G:
                 _update_ema(ema, G, t.ema_decay)
@@ -282,19 +326,26 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                     "step": float(step_no),
                     "loss_d": d_loss.item(),
                     "loss_g": g_loss.item(),
-                    "real_logit": real_logits.mean().item(),
-                    "fake_logit": fake_logits.mean().item(),
+                    "real_logit": real_logits.float().mean().item(),
+                    "fake_logit": fake_logits.float().mean().item(),
+                    "lr_scale": lr_scale,
                     "seconds": time.monotonic() - began,
                 }
                 rows.append(metrics)
+                if board is not None:
+                    for name, value in metrics.items():
+                        if name != "step":
+                            board.add_scalar(f"train/{name}", value, step_no)
                 registry.pm.hook.ganpipe_train_step_end(
                     state=TrainState(step_no, G, D, ema, config), metrics=metrics
                 )
             if step_no % t.checkpoint_every == 0 and step_no < t.steps:
                 checkpoint(step_no)
             if world.is_main and t.sample_every and step_no % t.sample_every == 0:
-                grid_png = encode(_sample_grid(ema, num_styles, device))
-                store.write_bytes(f"{folder}/samples/step-{step_no:08d}.png", grid_png)
+                grid_pixels = _sample_grid(ema, num_styles, device)
+                store.write_bytes(f"{folder}/samples/step-{step_no:08d}.png", encode(grid_pixels))
+                if board is not None:
+                    board.add_image("samples", np.asarray(grid_pixels), step_no, dataformats="HWC")
             over = t.max_minutes is not None and time.monotonic() - began > t.max_minutes * 60
             if t.max_minutes is not None and world.any(over, device):
                 stopped_by_time = True
@@ -302,6 +353,8 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                     "train.max_minutes=%s reached at step %d of %d", t.max_minutes, step_no, t.steps
                 )
                 break
+    if board is not None:
+        board.close()
     seconds = time.monotonic() - began
     if step_no > start or resumed is None:
         checkpoint(step_no)
@@ -359,11 +412,6 @@ def _resume(store: RunStore, folder: str, policy: str, dataset_fp: str):
     return found
 
 
-def _clip(module: torch.nn.Module, max_norm: float | None) -> None:
-    if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
-
-
 def _plus(loss: torch.Tensor, penalties) -> torch.Tensor:
     """The loss plus every penalty a regulariser returned this step (None: not this step)."""
     for p in penalties:
@@ -372,16 +420,63 @@ def _plus(loss: torch.Tensor, penalties) -> torch.Tensor:
     return loss
 
 
-def _check_finite(value: torch.Tensor, step_no: int, what: str, loss_name: str,
-                  world: World, device) -> None:  # fmt: skip
+def _check_finite(value: torch.Tensor, step_no: int, what: str, t, world: World, device) -> None:
     """Stop on a non-finite loss, on every rank together (one rank alone would hang the rest)."""
     if world.any(not bool(torch.isfinite(value)), device):
-        raise NonFiniteLoss(
-            f"the {what} became {value.item()} at step {step_no} (loss {loss_name!r})",
-            where="train",
-            fix="lower train.lr_d / train.lr_g or add the r1 regularizer (a new model version, "
-            "trained from scratch); this run's checkpoints are kept",
+        fix = (
+            "lower train.lr_d / train.lr_g, add the r1 regularizer, or set "
+            "train.on_nonfinite: rollback"
+            if t.on_nonfinite == "stop"
+            else "lower train.lr_d / train.lr_g or add the r1 regularizer"
         )
+        raise NonFiniteLoss(
+            f"the {what} became {value.item()} at step {step_no} (loss {t.loss!r})",
+            where="train",
+            fix=fix + " (a new model version, trained from scratch); this run's checkpoints "
+            "are kept",
+        )
+
+
+def _optimise(loss, opt, module, scaler, world: World, grad_clip: float | None) -> None:
+    """One optimiser step: (scaled) backward, gradients averaged across ranks, clipped in true
+    units, then the step (which the fp16 scaler skips if a gradient overflowed)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss.float()).backward()
+    world.average_gradients(module)
+    if grad_clip is not None:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+
+
+def _scale_learning_rates(opt_g, opt_d, t, scale: float) -> None:
+    for opt, base in ((opt_g, t.lr_g), (opt_d, t.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base * scale
+
+
+def _tensorboard(store: RunStore, folder: str):
+    """A TensorBoard writer into the model folder (a local store), or under the local cache
+    (TensorBoard cannot write to object stores by itself); tells where either way."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "train.tensorboard is on but the tensorboard package is not installed",
+            where="train.tensorboard",
+            fix="pip install tensorboard (or 'ganpipe[tensorboard]'), or set it to false",
+        ) from None
+    from pathlib import Path
+
+    from ganpipe.demo import cache_dir
+
+    if store.local:
+        local = Path(store.path(f"{folder}/tensorboard"))
+    else:
+        local = cache_dir() / "tensorboard" / folder
+    log.info("TensorBoard events in %s (tensorboard --logdir %s)", local, local)
+    return SummaryWriter(log_dir=str(local))
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
 import io
+import math
 import pickle
 
 import pytest
@@ -142,6 +143,88 @@ def test_non_finite_loss_stops_with_a_clear_message(prepared):
     versions = store.listdir("models/demo")
     found = [newest_valid_checkpoint(store, f"models/demo/{v}/checkpoints") for v in versions]
     assert any(f is not None and f[0] == 4 for f in found)  # the last good one is kept
+
+
+def test_non_finite_loss_rolls_back_and_lowers_the_learning_rate(prepared):
+    cfg = config_for(
+        prepared,
+        "train.steps=16",
+        "train.checkpoint_every=4",
+        "train.log_every=2",
+        "train.on_nonfinite=rollback",
+        "train.loss=nan_after",
+        "train.loss_options={after: 6, burst: 1}",
+        "plugins=[tests.fixture_plugins.nan_loss]",
+    )
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    assert result.steps_done == 16
+    folder = f"models/demo/{result.version}"
+    metrics = store.read_parquet(f"{folder}/metrics.parquet")
+    assert list(metrics["step"]) == [2, 4, 6, 8, 10, 12, 14, 16]  # no step twice, none lost
+    assert list(metrics["lr_scale"]) == [1.0, 1.0] + [0.5] * 6  # halved from the rollback on
+    assert store.exists(f"{folder}/training.json")
+    _, state = newest_valid_checkpoint(store, f"{folder}/checkpoints")
+    assert state["lr_scale"] == 0.5 and state["opt_g"]["param_groups"][0]["lr"] == 1e-4
+
+
+def test_rollbacks_give_up_after_the_configured_number(prepared):
+    cfg = config_for(
+        prepared,
+        "train.steps=20",
+        "train.checkpoint_every=4",
+        "train.on_nonfinite=rollback",
+        "train.max_rollbacks=2",
+        "train.loss=nan_after",
+        "train.loss_options={after: 6}",
+        "plugins=[tests.fixture_plugins.nan_loss]",
+    )
+    with pytest.raises(NonFiniteLoss) as err:
+        train(cfg, RunStore.from_config(cfg))
+    assert "after 2 rollbacks" in err.value.message and "step 5" in err.value.message
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_resumes_and_exports_float32(prepared, precision):
+    extra = [f"train.precision={precision}", "train.channels_last=true", "train.grad_clip=10"]
+    cfg = config_for(prepared, "train.steps=8", "train.checkpoint_every=4", *extra)
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    assert result.steps_done == 8 and all(map(math.isfinite, result.final_metrics.values()))
+    exported = weights(store, result)
+    assert all(t.dtype == torch.float32 for t in exported.values() if t.is_floating_point())
+    _, state = newest_valid_checkpoint(store, f"models/demo/{result.version}/checkpoints")
+    assert ("scaler_g" in state) == (precision == "fp16")  # loss scaling for fp16 only
+    # Resumed halfway, the same weights as the uninterrupted run.
+    resumed_cfg = config_for(prepared, "train.steps=4", "train.checkpoint_every=4",
+                             f"model.name=amp-{precision}", *extra)  # fmt: skip
+    store_b = RunStore.from_config(resumed_cfg)
+    train(resumed_cfg, store_b)
+    again = config_for(prepared, "train.steps=8", "train.checkpoint_every=4",
+                       f"model.name=amp-{precision}", *extra)  # fmt: skip
+    second = train(again, store_b)
+    resumed = load_safetensors(
+        store_b.read_bytes(f"models/amp-{precision}/{second.version}/generator.safetensors")
+    )
+    assert all(torch.equal(exported[k], resumed[k]) for k in exported)
+
+
+def test_an_unknown_precision_is_a_config_error(prepared):
+    with pytest.raises(ConfigError) as err:
+        config_for(prepared, "train.precision=fp8")
+    assert "train.precision" in str(err.value)
+
+
+def test_tensorboard_events_are_written_beside_the_model(prepared):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = config_for(prepared, "train.steps=10", "train.log_every=5", "train.sample_every=10",
+                     "train.tensorboard=true")  # fmt: skip
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    events = EventAccumulator(store.path(f"models/demo/{result.version}/tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("train/loss_d")] == [5, 10]
+    assert "samples" in events.Tags()["images"]
 
 
 def test_checkpoints_with_pickled_objects_are_refused(prepared, tmp_path):

@@ -1,0 +1,184 @@
+"""Quality per minute (issue 5, figure 2): ganpipe's default training config against the plain
+conditional DCGAN a team writes by hand (benchmarks/_reference.py), both trained for the same
+wall-clock time on the demo dataset, judged by a style classifier trained on real images only.
+
+Three judgements, per style then averaged:
+- style accuracy: share of samples the classifier puts in the style they were asked for;
+- Fréchet distance between samples and real images in the classifier's feature space;
+- diversity ratio: mean pairwise feature distance among a style's samples over that among its
+  real images (1 = as varied as the data; a collapsed style tends to 0).
+
+    python benchmarks/quality_per_minute.py [--minutes M] [--per-style 256]
+
+With no --minutes, ganpipe trains with its default budget and the plain loop gets exactly the
+seconds ganpipe's training took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from _reference import plain_loop
+from torch import nn
+from torch.nn import functional as F
+
+from ganpipe.checkpoints import load_network
+from ganpipe.config import load_config
+from ganpipe.dataset import load_dataset, to_tensor
+from ganpipe.generate import latent
+from ganpipe.ingest import ingest
+from ganpipe.metrics import frechet_distance
+from ganpipe.plugins import load_registry
+from ganpipe.store import RunStore
+from ganpipe.styles import load_styles, styles
+from ganpipe.train import train
+
+
+class StyleClassifier(nn.Module):
+    """A small CNN; its penultimate layer is the feature space of the judgements."""
+
+    def __init__(self, num_styles: int, features: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 1, 1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
+            nn.Conv2d(32, 64, 3, 1, 1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
+            nn.Conv2d(64, 64, 3, 1, 1), nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, features), nn.LeakyReLU(0.2),
+        )  # fmt: skip
+        self.head = nn.Linear(features, num_styles)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def fit_classifier(images, labels, num_styles, steps=600, seed=0):
+    torch.manual_seed(seed)
+    clf = StyleClassifier(num_styles)
+    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(images), (64,), generator=gen)
+        x = images[idx]
+        # Flips and shifts keep it from keying on exact positions of one training image.
+        if torch.rand(()) < 0.5:
+            x = x.flip(3)
+        x = torch.roll(x, shifts=tuple(torch.randint(-4, 5, (2,)).tolist()), dims=(2, 3))
+        loss = F.cross_entropy(clf(x), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return clf.eval()
+
+
+@torch.inference_mode()
+def judge(clf, fakes, fake_styles, reals, real_styles, num_styles) -> dict[str, float]:
+    f_feat, r_feat = clf.body(fakes), clf.body(reals)
+    accuracy = float((clf.head(f_feat).argmax(1) == fake_styles).float().mean())
+    fds, ratios = [], []
+    for s in range(num_styles):
+        f, r = f_feat[fake_styles == s], r_feat[real_styles == s]
+        fds.append(frechet_distance(f, r))
+        ratios.append(float(_mean_pairwise(f) / _mean_pairwise(r).clamp_min(1e-8)))
+    return {
+        "style_accuracy": accuracy,
+        "fd": float(np.mean(fds)),
+        "diversity_ratio": float(np.mean(ratios)),
+    }
+
+
+def _mean_pairwise(x):
+    d = torch.cdist(x, x)
+    return d.sum() / (len(x) * (len(x) - 1))
+
+
+@torch.inference_mode()
+def sample(G, num_styles, per_style):
+    z = torch.stack([latent(seed, G.z_dim) for seed in range(per_style)])
+    images, styles_idx = [], []
+    for s in range(num_styles):
+        for i in range(0, per_style, 256):
+            images.append(G(z[i : i + 256], torch.full((len(z[i : i + 256]),), s)))
+        styles_idx.append(torch.full((per_style,), s))
+    return torch.cat(images).clamp(-1, 1), torch.cat(styles_idx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=None, help="budget for both")
+    parser.add_argument("--per-style", type=int, default=256, help="samples judged per style")
+    parser.add_argument("--set", action="append", default=[], help="ganpipe config overrides")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="ganpipe-bench-quality-")
+    overrides = [f"store.root={root}", *args.set]
+    if args.minutes is not None:
+        overrides += ["train.steps=1000000", f"train.max_minutes={args.minutes}"]
+    cfg = load_config(None, overrides)
+    store = RunStore.from_config(cfg)
+    registry = load_registry(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    dataset = load_dataset(store, cfg.dataset.name)
+    table, assignments = load_styles(store, dataset.fingerprint, cfg.style.encoder)
+    num_styles = len(table.names)
+    style_of = dict(zip(assignments["id"], assignments["style"]))
+    manifest = dataset.manifest
+    labels_all = torch.tensor([table.names.index(style_of[i]) for i in manifest["id"]])
+    pixels_all = to_tensor(dataset.load_pixels(manifest))
+    is_train = torch.from_numpy((manifest["split"] == "train").to_numpy().copy())
+
+    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
+          f"python {sys.version.split()[0]}")  # fmt: skip
+    print(f"demo dataset: {len(manifest)} images, {num_styles} styles, "
+          f"{cfg.dataset.image_size} px\n")  # fmt: skip
+
+    # The judge: trained on real images only, checked on the held-out split.
+    clf = fit_classifier(pixels_all[is_train], labels_all[is_train], num_styles)
+    with torch.inference_mode():
+        val = ~is_train
+        val_acc = float((clf(pixels_all[val]).argmax(1) == labels_all[val]).float().mean())
+    print(f"style classifier: held-out accuracy on real images {val_acc:.3f}")
+
+    result = train(cfg, store, registry)
+    seconds = result.seconds
+    G_ours, _ = load_network(store, f"models/{cfg.model_name}/{result.version}", "generator",
+                             registry)  # fmt: skip
+    print(f"ganpipe default: {result.steps_done} steps in {seconds:.0f} s "
+          f"({result.images_per_second:.0f} img/s)")  # fmt: skip
+
+    train_images, train_labels = pixels_all[is_train], labels_all[is_train]
+    G_plain, rate, plain_steps = plain_loop(
+        train_images, train_labels, 10**9, cfg.train.batch_size, num_styles, seconds=seconds
+    )
+    print(f"plain DCGAN:     {plain_steps} steps in {seconds:.0f} s ({rate:.0f} img/s)\n")
+
+    rows = {}
+    for name, G in (("plain DCGAN", G_plain), ("ganpipe default", G_ours)):
+        fakes, fake_styles = sample(G, num_styles, args.per_style)
+        rows[name] = judge(clf, fakes, fake_styles, pixels_all, labels_all, num_styles)
+    real_half = judge(  # real vs real: the best a generator could score here
+        clf, pixels_all[~is_train], labels_all[~is_train], pixels_all[is_train],
+        labels_all[is_train], num_styles,
+    )  # fmt: skip
+    rows["real (held-out)"] = real_half
+
+    print(f"{'':18s} {'style acc ↑':>12s} {'FD ↓':>10s} {'diversity ratio →1':>20s}")
+    for name, m in rows.items():
+        print(f"{name:18s} {m['style_accuracy']:12.3f} {m['fd']:10.3f} "
+              f"{m['diversity_ratio']:20.3f}")  # fmt: skip
+    ours, plain = rows["ganpipe default"], rows["plain DCGAN"]
+    wins = {
+        "style accuracy": ours["style_accuracy"] > plain["style_accuracy"],
+        "FD": ours["fd"] < plain["fd"],
+        "diversity": abs(1 - ours["diversity_ratio"]) < abs(1 - plain["diversity_ratio"]),
+    }
+    print("\nganpipe default better on: " + ", ".join(f"{k} {'yes' if v else 'NO'}"
+                                                      for k, v in wins.items()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
