@@ -14,6 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.caching import CACHED, content_key, run_cached
+from flows.progress import progress_artifacts
 from ganpipe.config import Config, validate_config
 from ganpipe.errors import GanpipeError
 from ganpipe.plugins import load_registry
@@ -51,7 +53,8 @@ def _open(config: dict[str, Any]) -> tuple[Config, RunStore, Any]:
 def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.ingest import ingest
 
-    result = ingest(*_open(config)).to_dict()
+    with progress_artifacts():
+        result = ingest(*_open(config)).to_dict()
     get_run_logger().info(
         "dataset %s/%s: %d accepted, %d rejected",
         result["name"],
@@ -62,52 +65,61 @@ def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-@task(name="styles", cache_policy=NO_CACHE)
-def styles_task(config: dict[str, Any]) -> dict[str, Any]:
+@task(name="styles", cache_key_fn=content_key, **CACHED)
+def styles_task(config: dict[str, Any], ingested: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.styles import styles
 
-    result = styles(*_open(config)).to_dict()
+    with progress_artifacts():
+        result = styles(*_open(config)).to_dict()
     get_run_logger().info("%d styles: %s", len(result["names"]), ", ".join(result["names"]))
     return result
 
 
-@task(name="train", cache_policy=NO_CACHE)
-def train_task(config: dict[str, Any]) -> dict[str, Any]:
-    from ganpipe.generate import promote
+@task(name="train", cache_key_fn=content_key, **CACHED)
+def train_task(
+    config: dict[str, Any], styled: dict[str, Any], promote: bool = True
+) -> dict[str, Any]:
+    """Train (or reuse) the model version; ``promote`` makes it production's current one."""
+    from ganpipe import generate
     from ganpipe.train import train
 
     cfg, store, registry = _open(config)
-    result = train(cfg, store, registry).to_dict()
-    promote(store, result["model"], result["version"])
+    with progress_artifacts():
+        result = train(cfg, store, registry).to_dict()
+    if promote:
+        generate.promote(store, result["model"], result["version"])
     get_run_logger().info(
-        "model %s/%s: %d steps, %.0f img/s; promoted to current",
+        "model %s/%s: %d steps, %.0f img/s%s",
         result["model"],
         result["version"],
         result["steps_done"],
         result["images_per_second"],
+        "; promoted to current" if promote else "",
     )
     return result
 
 
-@task(name="generate", cache_policy=NO_CACHE, **IO_RETRIES)
-def generate_task(config: dict[str, Any]) -> dict[str, Any]:
+@task(name="generate", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
+def generate_task(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.generate import generate
 
-    return generate(*_open(config)).to_dict()
+    with progress_artifacts():
+        return generate(*_open(config)).to_dict()
 
 
-@task(name="filter", cache_policy=NO_CACHE, **IO_RETRIES)
-def filter_task(config: dict[str, Any]) -> dict[str, Any]:
+@task(name="filter", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
+def filter_task(config: dict[str, Any], generated: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.filter import filter_batch
     from ganpipe.generate import planned_batch
 
     cfg, store, registry = _open(config)
     model, folder = planned_batch(cfg, store, registry)
-    return filter_batch(cfg, store, folder, model, registry).to_dict()
+    with progress_artifacts():
+        return filter_batch(cfg, store, folder, model, registry).to_dict()
 
 
-@task(name="report", cache_policy=NO_CACHE, **IO_RETRIES)
-def report_task(config: dict[str, Any]) -> dict[str, Any]:
+@task(name="report", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
+def report_task(config: dict[str, Any], filtered: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.generate import planned_batch
     from ganpipe.report import report
 
@@ -116,18 +128,46 @@ def report_task(config: dict[str, Any]) -> dict[str, Any]:
     return report(cfg, store, folder, model, registry).to_dict()
 
 
+def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | None]:
+    """What each stage writes last, for this config and data: a cached task result is trusted
+    only while its marker is in the store."""
+    from ganpipe import layout
+    from ganpipe.errors import GanpipeError
+    from ganpipe.generate import planned_batch
+    from ganpipe.train import planned_version
+
+    found: dict[str, str | None] = {
+        "styles": f"{layout.styles_dir(fingerprint, cfg.style.encoder)}/styles.json"
+    }
+    version = planned_version(cfg, store, fingerprint)
+    found["train"] = (
+        f"{layout.model_dir(cfg.model_name, version)}/training.json" if version else None
+    )
+    try:
+        _, batch = planned_batch(cfg, store, load_registry(cfg))
+    except GanpipeError:
+        batch = None
+    for stage, name in (("generate", "manifest.parquet"), ("filter", "filter.json"),
+                        ("report", "report.html")):  # fmt: skip
+        found[stage] = f"{batch}/{name}" if batch else None
+    return found
+
+
 @flow(name="ganpipe-pipeline")
 def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     """Run every stage on one config (a dict of the YAML sections) and return the summary:
     ``dataset_fingerprint``, ``model_uri``, ``batch_uri``, ``report_uri``, ``metrics``,
-    ``counts``."""
-    validate_config(config, "flow parameter 'config'")  # fail before any work
+    ``counts``. A stage whose inputs and config are unchanged since a finished run is not run
+    again (see flows/caching.py); ingestion always looks for new data."""
+    cfg = validate_config(config, "flow parameter 'config'")  # fail before any work
+    store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
-    styled = styles_task(config)
-    trained = train_task(config)
-    generated = generate_task(config)
-    filtered = filter_task(config)
-    reported = report_task(config)
+    done = markers(cfg, store, ingested["fingerprint"])
+    styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
+    trained = run_cached(train_task, store, done["train"], config=config, styled=styled)
+    generated = run_cached(generate_task, store, done["generate"], config=config, trained=trained)
+    filtered = run_cached(filter_task, store, done["filter"], config=config, generated=generated)
+    reported = run_cached(report_task, store, done["report"], config=config, filtered=filtered)
     summary = {
         "dataset_fingerprint": ingested["fingerprint"],
         "model_uri": trained["uri"],

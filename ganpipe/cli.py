@@ -195,6 +195,36 @@ def run(
 
 
 @app.command()
+def retrain(
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    force: bool = typer.Option(False, "--force", help="Train even if this data has a model."),
+    summary_json: Optional[Path] = typer.Option(
+        None, "--summary-json", help="Also write the decision (`action`, metrics) here."
+    ),
+) -> None:
+    """Retrain on new data: skip if a model exists for it, else train, evaluate, and promote
+    the new model only if it is not worse than the current one (retrain.gate)."""
+
+    def body():
+        cfg = _load(config, set_)
+        _prefect_defaults()
+        from flows.retrain import retrain as retrain_flow
+
+        return retrain_flow(config=cfg.model_dump(mode="json"), force=force)
+
+    summary = _with_progress(body, show_logs=False)
+    if summary_json:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2, default=str))
+    colour = {"promoted": "green", "kept": "yellow", "skipped": "cyan"}[summary["action"]]
+    out.print(f"[bold {colour}]{summary['action']}[/]: model version {summary['model_version']}")
+    for line in [summary.get("reason"), *summary.get("reasons", [])]:
+        if line:
+            out.print(f"  {line}", highlight=False)
+
+
+@app.command()
 def ingest(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
     """Validate and normalise the dataset sources into the store; quarantine bad inputs."""
 
@@ -328,11 +358,22 @@ def generate(
     _print_record("generated", _with_progress(body))
 
 
-def _on_planned_batch(config: Optional[Path], overrides: list[str], stage_name: str) -> dict:
-    """Run the filter or report stage on the batch that ``generate`` made for this config."""
+BatchOpt = typer.Option(
+    None,
+    "--batch",
+    help="A batch folder to work on, local or s3:// (e.g. OUT/batches/<id> after "
+    "'generate --out OUT'); default: the batch 'generate' makes from this config.",
+)
+
+
+def _on_planned_batch(
+    config: Optional[Path], overrides: list[str], stage_name: str, batch: Optional[str] = None
+) -> dict:
+    """Run the filter or report stage on the batch at ``batch``, or else on the one that
+    ``generate`` made for this config."""
 
     def body():
-        from ganpipe.filter import filter_batch
+        from ganpipe.filter import filter_batch, open_batch
         from ganpipe.generate import planned_batch
         from ganpipe.plugins import load_registry
         from ganpipe.report import report as report_stage
@@ -341,6 +382,9 @@ def _on_planned_batch(config: Optional[Path], overrides: list[str], stage_name: 
         stage = {"filter": filter_batch, "report": report_stage}[stage_name]
         cfg = _load(config, overrides)
         store, registry = RunStore.from_config(cfg), load_registry(cfg)
+        if batch:
+            model, target, folder = open_batch(batch, cfg.store.storage_options)
+            return stage(cfg, store, folder, model, registry, out=target).to_dict()
         model, folder = planned_batch(cfg, store, registry)
         return stage(cfg, store, folder, model, registry).to_dict()
 
@@ -348,16 +392,77 @@ def _on_planned_batch(config: Optional[Path], overrides: list[str], stage_name: 
 
 
 @app.command(name="filter")
-def filter_(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
-    """Score the generated batch with the quality filters and mark what is kept."""
-    _print_record("filtered", _on_planned_batch(config, set_, "filter"))
+def filter_(
+    config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, batch: Optional[str] = BatchOpt
+) -> None:
+    """Score a generated batch with the quality filters and mark what is kept."""
+    _print_record("filtered", _on_planned_batch(config, set_, "filter", batch))
 
 
 @app.command()
-def report(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
-    """Write report.html for the generated batch and print its path."""
-    result = _on_planned_batch(config, set_, "report")
+def report(
+    config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, batch: Optional[str] = BatchOpt
+) -> None:
+    """Write report.html for a generated batch and print its path."""
+    result = _on_planned_batch(config, set_, "report", batch)
     out.print(f"report: {result['uri']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def evaluate(
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Model version URI (a folder with generator.json); default: current."
+    ),
+    features: Optional[str] = typer.Option(
+        None,
+        "--features",
+        help="Extra feature spaces, comma-separated style encoder names (e.g. contrastive); "
+        "default: evaluate.features.",
+    ),
+) -> None:
+    """Measure a model against its dataset (FD, KID, precision/recall, density/coverage, style
+    accuracy, diversity) and write evaluation.json beside it."""
+
+    def body():
+        from ganpipe.evaluate import evaluate as stage
+        from ganpipe.generate import ModelRef
+        from ganpipe.store import RunStore
+
+        overrides = list(set_)
+        if features is not None:
+            names = [n.strip() for n in features.split(",") if n.strip()]
+            overrides.append(f"evaluate.features={json.dumps(names)}")
+        cfg = _load(config, overrides)
+        store = RunStore.from_config(cfg)
+        ref = ModelRef(RunStore(model, cfg.store.storage_options), "") if model else None
+        return stage(cfg, store, model=ref).to_dict()
+
+    result = _with_progress(body)
+    from rich.table import Table
+
+    from ganpipe.evaluate import HIGHER_IS_BETTER
+
+    spaces = result["spaces"]
+    table = Table("metric", "better", *spaces, title=f"evaluation of {result['model']}")
+    for key in [*HIGHER_IS_BETTER, "kid_std"]:
+        better = {True: "higher", False: "lower"}.get(HIGHER_IS_BETTER.get(key), "")
+        cells = [spaces[s]["metrics"].get(key) for s in spaces]
+        table.add_row(key, better, *("-" if v is None else f"{v:.4g}" for v in cells))
+    out.print(table)
+    primary = spaces[result["features"]]["per_style"]
+    columns = next(iter(primary.values()))
+    per_style = Table("style", *columns, title=f"per style ({result['features']} features)")
+    for name, figures in primary.items():
+        per_style.add_row(name, *("-" if v is None else f"{v:.3f}" for v in figures.values()))
+    out.print(per_style)
+    out.print(
+        f"{result['samples']} samples vs {result['real_images']} real images; "
+        f"written to {result['uri']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -150,8 +150,12 @@ class GenerateConfig(Section):
     batch_size: int = Field(256, ge=1)
 
 
+DEFAULT_FILTERS = ("realism", "style_match", "sharpness", "near_duplicate", "memorisation")
+
+
 class FilterConfig(Section):
-    filters: list[str] = Field(default_factory=lambda: ["realism", "style_match"])
+    # applied in this order; a rejected sample's reason is the first filter it failed
+    filters: list[str] = Field(default_factory=lambda: list(DEFAULT_FILTERS))
     keep: str = "pass"  # pass | top_k:<n> per style
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # filter name -> options
 
@@ -163,6 +167,19 @@ class FilterConfig(Section):
         return v
 
 
+class EvaluateConfig(Section):
+    per_style: int = Field(64, ge=2)  # samples generated, and real images drawn, per style
+    seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
+    features: list[str] = Field(default_factory=list)  # extra feature spaces: style encoder names
+    feature_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
+
+
+class RetrainConfig(Section):
+    # metrics of `ganpipe evaluate` a challenger must not be worse on than the current model
+    gate: list[str] = Field(default_factory=lambda: ["fd", "style_accuracy", "coverage"])
+    tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
+
+
 class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -171,6 +188,8 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     plugins: list[str] = Field(default_factory=list)  # extra plugin modules, dotted names
 
     @property

@@ -30,6 +30,10 @@ def set_reporter(reporter: Reporter | None) -> None:
     _reporter = reporter
 
 
+def current_reporter() -> Reporter | None:
+    return _reporter
+
+
 @contextmanager
 def step(
     description: str, total: int | None = None, unit: tuple[str, float] | None = None

@@ -83,6 +83,16 @@ def model_version(config: Config, dataset_fp: str, styles_hash: str) -> str:
     )
 
 
+def planned_version(config: Config, store: RunStore, fingerprint: str) -> str | None:
+    """The model version this config trains on the dataset ``fingerprint``, or None while its
+    styles are not there yet."""
+    try:
+        table, _ = load_styles(store, fingerprint, config.style.encoder)
+    except StoreError:
+        return None
+    return model_version(config, fingerprint, stable_hash(table.to_json()))
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,6 +1,7 @@
 """The pipeline as a real Prefect flow run, under one session-scoped Prefect test API."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,9 +67,35 @@ def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
     assert {"ganpipe-run-figures", "ganpipe-run-summary"} <= keys
     json.dumps(summary)  # the summary is plain JSON
 
-    # A second run reuses every stage's results.
-    again = pipeline(config=cfg.model_dump(mode="json"))
+    # A second run does no work: every stage after ingestion comes from the cache.
+    state = pipeline(config=cfg.model_dump(mode="json"), return_state=True)
+    again = state.result()
     assert again["dataset_fingerprint"] == fp and again["batch_uri"] == summary["batch_uri"]
+    states = task_states(state.state_details.flow_run_id)
+    assert {states[s] for s in ("styles", "train", "generate", "filter", "report")} == {"Cached"}
+
+    # A deleted output is not trusted from the cache: its stage runs again.
+    report_path = Path(summary["report_uri"])
+    report_path.unlink()
+    state = pipeline(config=cfg.model_dump(mode="json"), return_state=True)
+    assert report_path.exists() and state.result()["metrics"] == summary["metrics"]
+    states = task_states(state.state_details.flow_run_id)
+    assert states["report"] == "Completed" and states["filter"] == "Cached"
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+
+    return {run.name.rsplit("-", 1)[0]: run.state.name for run in asyncio.run(read())}
 
 
 def test_outside_plugins_selected_by_name_in_a_pipeline_run(tmp_path, prefect_harness):

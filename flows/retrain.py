@@ -1,0 +1,134 @@
+"""The ``retrain`` flow: what a schedule runs when new data may have landed.
+
+ingest -> (stop if a model was already trained on exactly this data) -> styles -> train ->
+evaluate -> promote the challenger only if it is not worse than the current model (champion)
+beyond ``retrain.tolerance`` on the ``retrain.gate`` metrics. Wiring only; the decision rule
+lives in ``ganpipe.retrain``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.caching import run_cached
+from flows.pipeline import IO_RETRIES, _open, ingest_task, markers, styles_task, train_task
+from ganpipe.config import validate_config
+from ganpipe.store import RunStore
+
+
+@task(name="find-trained-model", cache_policy=NO_CACHE, **IO_RETRIES)
+def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
+    from ganpipe.retrain import trained_version_for
+
+    cfg, store, _ = _open(config)
+    return trained_version_for(store, cfg.model_name, fingerprint)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, **IO_RETRIES)
+def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> dict[str, Any]:
+    """Evaluate the model at ``model_uri`` (default: the current one)."""
+    from ganpipe.evaluate import evaluate
+    from ganpipe.generate import ModelRef
+    from ganpipe.store import RunStore
+
+    cfg, store, registry = _open(config)
+    model = None
+    if model_uri is not None:
+        model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
+    return evaluate(cfg, store, model, registry).to_dict()
+
+
+@task(name="gate", cache_policy=NO_CACHE, **IO_RETRIES)
+def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[str, Any]):
+    """Compare with the champion (its stored evaluation, or a fresh one), decide, record the
+    decision beside the challenger and promote it if it won."""
+    from ganpipe import layout, retrain
+    from ganpipe.evaluate import HIGHER_IS_BETTER, evaluate
+    from ganpipe.generate import promote
+
+    cfg, store, registry = _open(config)
+    champ = retrain.champion(cfg, store)
+    champ_name = champ_metrics = None
+    if champ is not None and champ.folder != layout.model_dir(cfg.model_name, trained["version"]):
+        champ_name = f"{cfg.model_name}/{champ.folder.rsplit('/', 1)[-1]}"
+        champ_metrics = retrain.stored_metrics(champ, cfg)
+        if champ_metrics is None:
+            champ_metrics = evaluate(cfg, store, champ, registry).metrics
+    decision = retrain.decide(
+        challenger["model"],
+        challenger["metrics"],
+        champ_name,
+        champ_metrics,
+        cfg.retrain.gate,
+        cfg.retrain.tolerance,
+        HIGHER_IS_BETTER,
+    )
+    retrain.record(store, layout.model_dir(cfg.model_name, trained["version"]), decision)
+    if decision.action == "promoted":
+        promote(store, cfg.model_name, trained["version"])
+    get_run_logger().info("%s %s: %s", decision.action, decision.challenger,
+                          "; ".join(decision.reasons))  # fmt: skip
+    return decision.to_dict()
+
+
+@flow(name="ganpipe-retrain")
+def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Retrain on new data and promote only a model that is not worse. Returns a summary with
+    ``action`` (skipped, promoted or kept), the dataset fingerprint, the model URI and both
+    sets of metrics. ``force`` trains even when a model for this data exists."""
+    cfg = validate_config(config, "flow parameter 'config'")  # fail before any work
+    store = RunStore.from_config(cfg)
+    ingested = ingest_task(config)
+    fingerprint = ingested["fingerprint"]
+    summary: dict[str, Any] = {"dataset_fingerprint": fingerprint, "counts": ingested["counts"]}
+    existing = None if force else trained_model_task(config, fingerprint)
+    if existing is not None:
+        reason = f"model version {existing} was already trained on this data"
+        summary.update(action="skipped", model_version=existing, reason=reason)
+        get_run_logger().info("nothing to do: %s", summary["reason"])
+        _publish(summary)
+        return summary
+    done = markers(cfg, store, fingerprint)
+    styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
+    trained = run_cached(train_task, store, done["train"], config=config, styled=styled,
+                         promote=False)  # fmt: skip
+    challenger = evaluate_task(config, trained["uri"])
+    decision = gate_task(config, trained, challenger)
+    summary.update(
+        action=decision["action"],
+        model_version=trained["version"],
+        model_uri=trained["uri"],
+        champion=decision["champion"],
+        reasons=decision["reasons"],
+        challenger_metrics=decision["challenger_metrics"],
+        champion_metrics=decision["champion_metrics"],
+    )
+    _publish(summary)
+    return summary
+
+
+def _publish(summary: dict[str, Any]) -> None:
+    """The decision and both sets of metrics, in the Prefect UI."""
+    chal, champ = summary.get("challenger_metrics", {}), summary.get("champion_metrics", {})
+    rows = [
+        {"metric": k, "challenger": chal.get(k), "champion": champ.get(k)}
+        for k in sorted(set(chal) | set(champ))
+    ]
+    rows.insert(0, {"metric": "action", "challenger": summary["action"],
+                    "champion": summary.get("champion")})  # fmt: skip
+    create_table_artifact(
+        key="ganpipe-retrain-decision", table=rows, description="ganpipe retrain: decision"
+    )
+    lines = [f"# ganpipe retrain: {summary['action']}", "",
+             f"- dataset fingerprint: `{summary['dataset_fingerprint']}`"]  # fmt: skip
+    if "reason" in summary:
+        lines.append(f"- {summary['reason']}")
+    lines += [f"- {r}" for r in summary.get("reasons", [])]
+    create_markdown_artifact(
+        key="ganpipe-retrain-summary", markdown="\n".join(lines) + "\n",
+        description="ganpipe retrain summary",
+    )  # fmt: skip
