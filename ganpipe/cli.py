@@ -466,63 +466,6 @@ def evaluate(
 
 
 @app.command()
-def evaluate(
-    config: Optional[Path] = ConfigArg,
-    set_: list[str] = SetOpt,
-    model: Optional[str] = typer.Option(
-        None, "--model", help="Model version URI (a folder with generator.json); default: current."
-    ),
-    features: Optional[str] = typer.Option(
-        None,
-        "--features",
-        help="Extra feature spaces, comma-separated style encoder names (e.g. contrastive); "
-        "default: evaluate.features.",
-    ),
-) -> None:
-    """Measure a model against its dataset (FD, KID, precision/recall, density/coverage, style
-    accuracy, diversity) and write evaluation.json beside it."""
-
-    def body():
-        from ganpipe.evaluate import evaluate as stage
-        from ganpipe.generate import ModelRef
-        from ganpipe.store import RunStore
-
-        overrides = list(set_)
-        if features is not None:
-            names = [n.strip() for n in features.split(",") if n.strip()]
-            overrides.append(f"evaluate.features={json.dumps(names)}")
-        cfg = _load(config, overrides)
-        store = RunStore.from_config(cfg)
-        ref = ModelRef(RunStore(model, cfg.store.storage_options), "") if model else None
-        return stage(cfg, store, model=ref).to_dict()
-
-    result = _with_progress(body)
-    from rich.table import Table
-
-    from ganpipe.evaluate import HIGHER_IS_BETTER
-
-    spaces = result["spaces"]
-    table = Table("metric", "better", *spaces, title=f"evaluation of {result['model']}")
-    for key in [*HIGHER_IS_BETTER, "kid_std"]:
-        better = {True: "higher", False: "lower"}.get(HIGHER_IS_BETTER.get(key), "")
-        cells = [spaces[s]["metrics"].get(key) for s in spaces]
-        table.add_row(key, better, *("-" if v is None else f"{v:.4g}" for v in cells))
-    out.print(table)
-    primary = spaces[result["features"]]["per_style"]
-    columns = next(iter(primary.values()))
-    per_style = Table("style", *columns, title=f"per style ({result['features']} features)")
-    for name, figures in primary.items():
-        per_style.add_row(name, *("-" if v is None else f"{v:.3f}" for v in figures.values()))
-    out.print(per_style)
-    out.print(
-        f"{result['samples']} samples vs {result['real_images']} real images; "
-        f"written to {result['uri']}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-@app.command()
 def plugins(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
     """List every registered component and the plugin that supplied it."""
 

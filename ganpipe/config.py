@@ -180,19 +180,6 @@ class RetrainConfig(Section):
     tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
 
 
-class EvaluateConfig(Section):
-    per_style: int = Field(64, ge=2)  # samples generated, and real images drawn, per style
-    seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
-    features: list[str] = Field(default_factory=list)  # extra feature spaces: style encoder names
-    feature_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
-
-
-class RetrainConfig(Section):
-    # metrics of `ganpipe evaluate` a challenger must not be worse on than the current model
-    gate: list[str] = Field(default_factory=lambda: ["fd", "style_accuracy", "coverage"])
-    tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
-
-
 class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -201,7 +188,6 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     plugins: list[str] = Field(default_factory=list)  # extra plugin modules, dotted names

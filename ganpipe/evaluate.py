@@ -1,0 +1,269 @@
+"""Evaluate stage: how good a trained model is, measured against its own dataset.
+
+Samples are drawn in memory (sample ``i`` of every style from seed ``evaluate.seed + i``, turned
+into 8-bit pixels like a saved image), real images are a seeded sample of the dataset per style,
+and both are compared in the style encoder's feature space, plus any other registered style
+encoder named in ``evaluate.features``. The same model and config give the same numbers, so a
+retrain can compare a challenger with the champion on ``metrics`` and ``HIGHER_IS_BETTER``.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ganpipe import metrics as m
+from ganpipe.checkpoints import load_network
+from ganpipe.config import Config
+from ganpipe.dataset import Dataset, load_dataset, to_pixels
+from ganpipe.errors import ConfigError, GanpipeError, PluginError
+from ganpipe.generate import ModelRef, current_model, latent
+from ganpipe.plugins import Registry, load_registry
+from ganpipe.progress import step
+from ganpipe.store import RunStore
+from ganpipe.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
+
+PR_K = 3  # neighbourhood of precision and recall (Kynkäänniemi et al. use 3)
+DC_K = 5  # neighbourhood of density and coverage (Naeem et al. use 5)
+KID_SUBSETS = 100
+
+# Which way is better for each key of ``EvaluationResult.metrics``: what a promotion gate reads.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "fd": False,  # Fréchet distance to the real images
+    "kid": False,  # kernel distance (unbiased MMD²) to the real images
+    "precision": True,  # share of samples that look like some real image
+    "recall": True,  # share of real images some sample looks like
+    "density": True,  # how tightly samples sit among real images (about 1 for a perfect model)
+    "coverage": True,  # share of real images with a sample close by
+    "style_accuracy": True,  # share of samples nearest the style they were asked for
+    "diversity_ratio": True,  # within-style spread of samples over that of real images
+}
+
+
+@dataclass
+class EvaluationResult:
+    model: str  # name/version
+    uri: str  # where evaluation.json was written
+    features: str  # the primary feature space: the style table's encoder
+    metrics: dict[str, float]  # the primary space's figures, keys as in HIGHER_IS_BETTER
+    spaces: dict[str, dict] = field(default_factory=dict)  # every space: metrics and per style
+    samples: int = 0
+    real_images: int = 0
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    config: Config,
+    store: RunStore,
+    model: ModelRef | None = None,
+    registry: Registry | None = None,
+    features: list[str] | None = None,
+) -> EvaluationResult:
+    """Measure the current (or given) model; ``features`` replaces ``evaluate.features``.
+    Writes ``evaluation.json`` beside the model's weights."""
+    registry = registry or load_registry(config)
+    e = config.evaluate
+    extra = _check_names(registry, e.features if features is None else features)
+    model = model or current_model(config, store)
+    generator, meta = load_network(model.store, model.folder, "generator", registry)
+    table = StyleTable.from_json(meta["styles"])
+    spaces = _feature_spaces(table, extra, e.feature_options)
+
+    # Real images: a seeded sample of each style of the dataset the model was trained on.
+    dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
+    current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
+    check_same_styles(current, table, model.uri)
+    style_of = dict(zip(assignments["id"], assignments["style"]))
+    real_rows = dataset.sample(e.per_style, dataset.manifest["id"].map(style_of), seed=e.seed)
+    real_pixels = dataset.load_pixels(real_rows)
+    real_styles = torch.tensor([table.index(style_of[i]) for i in real_rows["id"]])
+
+    # Samples: per_style of each style, seeds e.seed + i, as the 8-bit images a user gets.
+    fake_styles = torch.arange(len(table.names)).repeat_interleave(e.per_style)
+    seeds = [e.seed + i for i in range(e.per_style)] * len(table.names)
+    fake_pixels = _render(generator, fake_styles, seeds, config.generate.batch_size)
+
+    smallest = min(len(real_pixels), len(fake_pixels))
+    if smallest <= DC_K:
+        raise ConfigError(
+            f"too few images to evaluate: {len(real_pixels)} real and {len(fake_pixels)} "
+            f"generated, and the neighbourhood metrics need more than {DC_K} of each",
+            where="evaluate.per_style",
+            fix="raise evaluate.per_style, or add images to the dataset",
+        )
+
+    # Metrics in every feature space.
+    found: dict[str, dict] = {}
+    for name, options in spaces.items():
+        encoder = _encoder(
+            registry,
+            dataset,
+            name,
+            options,
+            config.dataset.image_size,
+            primary=name == table.encoder,
+        )
+        with step(f"evaluate in {name} features", total=2) as advance:
+            real_e = _embed(encoder, name, real_pixels)
+            advance(1)
+            fake_e = _embed(encoder, name, fake_pixels)
+            centroids = table.centroids if name == table.encoder else None
+            found[name] = _space_metrics(
+                real_e, real_styles, fake_e, fake_styles, table.names, centroids, e.seed
+            )
+            advance(1)
+
+    primary = found[table.encoder]["metrics"]
+    result = EvaluationResult(
+        model=f"{meta['model']}/{meta['version']}",
+        uri=model.store.uri(posixpath.join(model.folder, "evaluation.json")),
+        features=table.encoder,
+        metrics={k: primary[k] for k in HIGHER_IS_BETTER},
+        spaces=found,
+        samples=len(fake_pixels),
+        real_images=len(real_pixels),
+        settings={
+            "per_style": e.per_style,
+            "seed": e.seed,
+            "features": list(spaces),
+            "precision_recall_k": PR_K,
+            "density_coverage_k": DC_K,
+            "kid_subsets": KID_SUBSETS,
+            "kid_subset_size": _kid_subset_size(smallest),
+            "dataset_fingerprint": dataset.fingerprint,
+        },
+    )
+    model.store.write_json(posixpath.join(model.folder, "evaluation.json"), result.to_dict())
+    return result
+
+
+def _check_names(registry: Registry, names: list[str]) -> list[str]:
+    """Every extra feature extractor must be a registered style encoder: checked before any
+    work starts."""
+    available = {c.name: c.plugin for c in registry.all() if c.kind == "style_encoder"}
+    for name in names:
+        if name not in available:
+            listed = ", ".join(f"{n} ({p})" for n, p in sorted(available.items()))
+            raise ConfigError(
+                f"unknown feature extractor {name!r}; available: {listed}",
+                where="evaluate.features",
+                fix="name registered style encoders (see 'ganpipe plugins'), or install the "
+                "plugin that provides one",
+            )
+    return names
+
+
+def _feature_spaces(table: StyleTable, names: list[str], options: dict[str, dict]) -> dict:
+    """The style table's encoder first (with the options it was built with), then each extra
+    name once, with its ``evaluate.feature_options``."""
+    spaces = {table.encoder: table.encoder_options}
+    for name in names:
+        spaces.setdefault(name, options.get(name, {}))
+    stray = sorted(set(options) - set(spaces))
+    if stray:
+        raise ConfigError(
+            f"evaluate.feature_options names {', '.join(stray)}, which is not evaluated",
+            where="evaluate.feature_options",
+            fix="add it to evaluate.features, or remove its options",
+        )
+    return spaces
+
+
+def _encoder(
+    registry, dataset: Dataset, name: str, options: dict, image_size: int, primary: bool
+) -> torch.nn.Module:
+    """The primary encoder is the style table's own; an extra one that learns from the data is
+    fitted once per dataset version (seeded) and kept beside the styles, as ``ganpipe styles``
+    would."""
+    try:
+        return encoder_for(registry, dataset, name, options, image_size, fit_if_missing=not primary)
+    except ConfigError as exc:
+        if primary or exc.where != "style.encoder_options":
+            raise
+        raise ConfigError(exc.what, where=f"evaluate.feature_options.{name}", fix=exc.fix) from None
+
+
+def _embed(encoder, name: str, pixels: np.ndarray) -> torch.Tensor:
+    try:
+        out = embed(encoder, pixels)
+    except GanpipeError:
+        raise
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise PluginError(
+            f"feature extractor {name!r} failed: {type(exc).__name__}: {exc}",
+            where="ganpipe_style_encoders",
+        ) from None
+    if out.ndim != 2 or len(out) != len(pixels):
+        raise PluginError(
+            f"feature extractor {name!r} returned shape {tuple(out.shape)}, expected "
+            f"({len(pixels)}, D)",
+            where="ganpipe_style_encoders",
+        )
+    return out
+
+
+@torch.inference_mode()
+def _render(generator, styles: torch.Tensor, seeds: list[int], batch_size: int) -> np.ndarray:
+    parts = []
+    with step("evaluate: generate samples", total=len(seeds)) as advance:
+        for start in range(0, len(seeds), batch_size):
+            chunk = seeds[start : start + batch_size]
+            z = torch.stack([latent(s, generator.z_dim) for s in chunk])
+            parts.append(to_pixels(generator(z, styles[start : start + len(chunk)])))
+            advance(len(chunk))
+    return np.concatenate(parts)
+
+
+def _kid_subset_size(n: int) -> int:
+    # Subsets of half the smaller set (at most 1,000) keep KID's spread informative on small
+    # evaluations: subsets of everything would all be the same set.
+    return max(2, min(1000, n // 2))
+
+
+def _space_metrics(
+    real,
+    real_styles,
+    fake,
+    fake_styles,
+    names: list[str],
+    centroids: torch.Tensor | None,
+    seed: int,
+) -> dict:
+    kid_mean, kid_std = m.kid(
+        real, fake, KID_SUBSETS, _kid_subset_size(min(len(real), len(fake))), seed=seed
+    )
+    precision, recall = m.precision_recall(real, fake, k=PR_K)
+    density, coverage = m.density_coverage(real, fake, k=DC_K)
+    coverage_by = m.coverage_per_style(real, real_styles, fake, fake_styles, k=DC_K)
+    diversity_by = m.diversity_ratio_per_style(real, real_styles, fake, fake_styles)
+    figures = {
+        "fd": m.frechet_distance(real, fake),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "density": density,
+        "coverage": coverage,
+        "diversity_ratio": float(np.mean(list(diversity_by.values())))
+        if diversity_by
+        else math.nan,
+    }
+    per_style = {
+        name: {"coverage": coverage_by.get(i, 0.0), "diversity_ratio": diversity_by.get(i)}
+        for i, name in enumerate(names)
+    }
+    if centroids is not None:  # the style table's centroids live in its own encoder's space
+        figures["style_accuracy"] = m.style_accuracy(fake, fake_styles, centroids)
+        for i, name in enumerate(names):
+            mine = fake_styles == i
+            per_style[name]["style_accuracy"] = m.style_accuracy(
+                fake[mine], fake_styles[mine], centroids
+            )
+    return {"metrics": figures, "per_style": per_style}
