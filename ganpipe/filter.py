@@ -15,10 +15,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from ganpipe import layout
 from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
 from ganpipe.dataset import Dataset, load_dataset, to_tensor
-from ganpipe.errors import GanpipeError, PluginError
+from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
+from ganpipe.generate import ModelRef
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
 from ganpipe.store import RunStore
@@ -100,7 +102,15 @@ def load_batch_images(store: RunStore, folder: str, paths) -> torch.Tensor:
 def build_context(config, store, registry, model, images, styles_idx) -> FilterContext:
     discriminator, meta = load_network(model.store, model.folder, "discriminator", registry)
     table = StyleTable.from_json(meta["styles"])
-    dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
+    fingerprint = meta["dataset_fingerprint"]
+    if not store.exists(layout.dataset_dir(config.dataset.name, fingerprint), "manifest.parquet"):
+        raise StoreError(
+            f"the dataset version the model {model.uri} was trained on ({config.dataset.name}/"
+            f"{fingerprint}) is not in the run store {store.uri()}",
+            where="store.root, dataset.name",
+            fix="use the config (store.root and dataset.name) the model was trained with",
+        )
+    dataset = load_dataset(store, config.dataset.name, fingerprint)
     current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
     check_same_styles(current, table, model.uri)
     style_of = dict(zip(assignments["id"], assignments["style"]))
@@ -121,6 +131,44 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
         discriminator,
         dataset,
     )
+
+
+def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef, RunStore, str]:
+    """A batch folder named by its URI (``<out>/batches/<id>`` after ``ganpipe generate --out
+    <out>``, local or s3://): the model that made it, read from its ``request.json``, the store
+    that holds the folder and the folder's name in it, as the filter and report stages take
+    them."""
+    parent, name = posixpath.split(uri.rstrip("/"))
+    if not name or parent.endswith(":") or parent.endswith(":/"):
+        raise ConfigError(
+            f"{uri!r} is not a batch folder", where="--batch",
+            fix="give the folder of one batch, e.g. <out>/batches/<batch-id>",
+        )  # fmt: skip
+    out = RunStore(parent or ".", storage_options)
+    if not out.exists(name, "manifest.parquet"):
+        inside = [out.uri(name, "batches", b) for b in out.listdir(name, "batches")[:5]]
+        hint = "give a folder that 'ganpipe generate' made, e.g. <out>/batches/<batch-id>"
+        raise ConfigError(
+            f"{out.uri(name)} is not a batch folder (it has no manifest.parquet)",
+            where="--batch",
+            fix=f"pass one of {', '.join(inside)}" if inside else hint,
+        )
+    request = posixpath.join(name, "request.json")
+    model_uri = out.read_json(request).get("model") if out.exists(request) else None
+    if not model_uri:
+        raise StoreError(
+            f"batch {out.uri(name)} does not say which model made it (no model in request.json)",
+            where="--batch",
+            fix="generate the batch again with this version of ganpipe",
+        )
+    model = ModelRef(RunStore(model_uri, storage_options), "")
+    if not model.store.exists("generator.json"):
+        raise StoreError(
+            f"the model that made batch {out.uri(name)}, {model_uri}, is no longer there",
+            where=out.uri(request),
+            fix="restore the model version, or generate the batch again from a current model",
+        )
+    return model, out, name
 
 
 def batch_context(config, store, batch_folder, model, registry, out):

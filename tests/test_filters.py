@@ -1,0 +1,312 @@
+"""Quality filters on a real context: a tiny demo dataset, its styles and a tiny trained model.
+
+Real pictures stand in for candidates where the right verdict is known: new demo drawings (real
+images the model never saw) must pass, and blurred ones, copies inside a batch and copies of
+training images must not."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from ganpipe import hookimpl
+from ganpipe.builtin.filters import Memorisation, NearDuplicate, Sharpness
+from ganpipe.dataset import load_dataset, to_tensor
+from ganpipe.decode import fit_square
+from ganpipe.demo import STYLES, render
+from ganpipe.errors import ConfigError, PluginError
+from ganpipe.filter import build_context, filter_batch, load_batch_images, open_batch
+from ganpipe.generate import ModelRef, current_model, generate, planned_batch
+from ganpipe.images import encode
+from ganpipe.plugins import load_registry
+from ganpipe.store import RunStore
+from ganpipe.styles import load_styles
+from tests.conftest import tiny_overrides
+from tests.test_generate_filter_report import cfg_for, trained  # noqa: F401 (fixture)
+
+SIZE = 16  # the tiny config's image size
+
+
+class Data:
+    """The tiny store's dataset, styles and model, and new drawings of each demo style."""
+
+    def __init__(self, root):
+        self.cfg = cfg_for(root)
+        self.store = RunStore.from_config(self.cfg)
+        self.registry = load_registry(self.cfg)
+        self.model = current_model(self.cfg, self.store)
+        self.dataset = load_dataset(self.store, "demo")
+        self.table, assignments = load_styles(self.store, self.dataset.fingerprint, "texture")
+        manifest = self.dataset.manifest
+        self.style_of_row = manifest["id"].map(dict(zip(assignments["id"], assignments["style"])))
+        labels = manifest["label"].astype(str)
+        # The discovered style (cluster) that holds most images of each drawn demo style.
+        self.style_of_label = {
+            label: self.style_of_row[labels == label].mode()[0] for label in STYLES
+        }
+
+    def fresh(self, per_style: int, start: int = 1000) -> tuple[np.ndarray, list[str]]:
+        """New drawings (indices the dataset does not hold), prepared as ingestion does."""
+        pixels, styles = [], []
+        for label in STYLES:
+            for i in range(start, start + per_style):
+                img = fit_square(render(label, i), SIZE, "center_crop", (255, 255, 255))
+                pixels.append(np.asarray(img))
+                styles.append(self.style_of_label[label])
+        return np.stack(pixels), styles
+
+    def context(self, pixels: np.ndarray, styles: list[str]):
+        index = torch.tensor([self.table.index(s) for s in styles])
+        return build_context(self.cfg, self.store, self.registry, self.model, to_tensor(pixels),
+                             index)  # fmt: skip
+
+    def training_images(self, style: str) -> np.ndarray:
+        manifest = self.dataset.manifest
+        rows = manifest[(manifest["split"] == "train") & (self.style_of_row == style)]
+        return self.dataset.load_pixels(rows)
+
+
+@pytest.fixture(scope="module")
+def data(trained):  # noqa: F811
+    return Data(trained)
+
+
+def noisy(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A lightly changed copy: every value moved by up to +-2/255."""
+    rng = np.random.default_rng(seed)
+    return np.clip(pixels.astype(int) + rng.integers(-2, 3, pixels.shape), 0, 255).astype(np.uint8)
+
+
+def blurred(pixels: np.ndarray, radius: float = 1.5) -> np.ndarray:
+    return np.stack(
+        [np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(radius))) for p in pixels]
+    )
+
+
+# The filters on their own ------------------------------------------------------------------
+
+
+def test_new_real_images_pass_each_new_filter(data):
+    pixels, styles = data.fresh(per_style=8)
+    context = data.context(pixels, styles)
+    for qf in (Sharpness(), NearDuplicate(), Memorisation()):
+        scores, passed = qf.score(context)
+        assert scores.shape == passed.shape == (len(pixels),)
+        assert np.isfinite(scores).all()
+        assert passed.mean() >= 0.9, (type(qf).__name__, passed.mean())
+
+
+def test_training_images_are_sharp_and_distinct_but_memorised(data):
+    manifest = data.dataset.manifest
+    context = data.context(data.dataset.load_pixels(), list(data.style_of_row))
+    for qf in (Sharpness(), NearDuplicate()):
+        assert qf.score(context)[1].mean() >= 0.9, type(qf).__name__
+    scores, passed = Memorisation().score(context)
+    train = (manifest["split"] == "train").to_numpy()
+    assert not passed[train].any() and np.allclose(scores[train], 0, atol=1e-3)
+    assert passed[~train].all()  # the held-out images are new pictures
+
+
+def test_blurred_images_fail_sharpness(data):
+    pixels, styles = data.fresh(per_style=4)
+    scores, passed = Sharpness().score(data.context(pixels, styles))
+    blur_scores, blur_passed = Sharpness().score(data.context(blurred(pixels), styles))
+    assert passed.mean() >= 0.9
+    assert not blur_passed.any()
+    assert (blur_scores < scores).all()
+
+
+def test_copies_inside_a_batch_keep_the_first(data):
+    pixels, styles = data.fresh(per_style=4)
+    # Row 0 again at rows 2 and 9 (another style asked for), a lightly changed copy at row 5.
+    pixels[2], pixels[9], pixels[5] = pixels[0], pixels[0], noisy(pixels[0])
+    scores, passed = NearDuplicate().score(data.context(pixels, styles))
+    assert passed[0] and not passed[[2, 5, 9]].any()
+    assert passed[np.setdiff1d(np.arange(len(pixels)), [2, 5, 9])].all()
+    assert scores[[2, 9]].max() < 1e-3 <= scores[0]
+
+
+def test_copies_of_training_images_are_memorised(data, monkeypatch):
+    # Two real images per style in the context's sample: the filter must still search every
+    # training image, so copy one that is not in the sample.
+    monkeypatch.setattr("ganpipe.filter.REAL_PER_STYLE", 2)
+    pixels, styles = data.fresh(per_style=2)
+    sample = data.context(pixels, styles).real_images
+    assert len(sample) == 12
+    exact = next(
+        px
+        for px in data.training_images(styles[0])
+        if not (sample == to_tensor(px[None])).flatten(1).all(dim=1).any()
+    )
+    pixels[0], pixels[-1] = exact, noisy(data.training_images(styles[-1])[1])
+    context = data.context(pixels, styles)
+    scores, passed = Memorisation().score(context)
+    assert not passed[0] and not passed[-1]
+    assert passed[1:-1].all()
+    assert scores[0] < 1e-3 and scores[-1] < 0.02 < scores[1:-1].min()
+
+
+def test_thresholds_from_options_are_honoured(data):
+    pixels, styles = data.fresh(per_style=2)
+    pixels[0] = data.training_images(styles[0])[0]
+    context = data.context(pixels, styles)
+    assert Sharpness(threshold=-1.0).score(context)[1].all()
+    assert not Sharpness(threshold=1e9).score(context)[1].any()
+    assert Memorisation().score(context)[1].tolist() == [False] + [True] * 11
+    assert Memorisation(threshold=0.0).score(context)[1].all()  # taken as given, even 0
+    assert not Memorisation(threshold=10.0).score(context)[1].any()  # RMS distances are < 2
+    # Every embedding within 10 of every other: only the very first candidate is kept.
+    assert NearDuplicate(threshold=10.0).score(context)[1].tolist() == [True] + [False] * 11
+    # A looser quantile rejects more real images than the default one does.
+    default = Sharpness().score(context)[1].sum()
+    assert Sharpness(quantile=0.9).score(context)[1].sum() < default
+
+
+# Through the filter stage ------------------------------------------------------------------
+
+
+def plant(store, folder, rows, pixels) -> None:
+    """Overwrite the images of ``rows`` of a generated batch, as if the model had drawn them."""
+    manifest = store.read_parquet(f"{folder}/manifest.parquet")
+    for row, px in zip(rows, pixels):
+        store.write_bytes(f"{folder}/{manifest.at[row, 'path']}", encode(px, "png"))
+
+
+def test_the_stage_names_each_planted_copy_and_keeps_every_candidate(data, trained):  # noqa: F811
+    cfg = cfg_for(trained, "generate.seed=500",
+                  "filter.filters=[near_duplicate, memorisation, sharpness]")  # fmt: skip
+    store, registry = data.store, data.registry
+    generate(cfg, store, registry)
+    model, folder = planned_batch(cfg, store, registry)
+    manifest = store.read_parquet(f"{folder}/manifest.parquet")
+    # A new real drawing of the requested style in every slot, then the planted copies.
+    label_of = {style: label for label, style in data.style_of_label.items()}
+    drawings = {style: iter(fresh_of(label)) for style, label in label_of.items()}
+    pixels = np.stack([next(drawings[style]) for style in manifest["style"]])
+    pixels[1], pixels[3] = pixels[0], pixels[0]
+    pixels[4] = data.training_images(manifest.at[4, "style"])[0]
+    pixels[6] = noisy(data.training_images(manifest.at[6, "style"])[1])
+    plant(store, folder, range(len(pixels)), pixels)
+
+    result = filter_batch(cfg, store, folder, model, registry)
+    manifest = store.read_parquet(f"{folder}/manifest.parquet")
+    assert len(manifest) == result.candidates == 24
+    for name in ("near_duplicate", "memorisation", "sharpness"):
+        assert manifest[name].notna().all()
+    reasons = manifest["reject_reason"]
+    assert list(reasons[[1, 3]]) == ["near_duplicate"] * 2
+    assert list(reasons[[4, 6]]) == ["memorisation"] * 2
+    assert reasons.isna().equals(manifest["kept"])
+    others = manifest.drop(index=[1, 3, 4, 6])
+    assert others["kept"].mean() >= 0.9 and reasons.fillna("kept")[0] != "near_duplicate"
+    assert result.rejected_by_reason["near_duplicate"] == 2
+    assert result.pass_rates["memorisation"] == round(22 / 24, 4)
+
+
+def fresh_of(label: str, n: int = 4) -> list[np.ndarray]:
+    return [
+        np.asarray(fit_square(render(label, 2000 + i), SIZE, "center_crop", (255, 255, 255)))
+        for i in range(n)
+    ]
+
+
+def test_options_reach_the_filters_and_bad_ones_name_the_key(data, trained):  # noqa: F811
+    cfg = cfg_for(trained, "filter.filters=[sharpness]",
+                  "filter.options={sharpness: {threshold: 1.0e9}}")  # fmt: skip
+    generate(cfg, data.store, data.registry)
+    model, folder = planned_batch(cfg, data.store, data.registry)
+    result = filter_batch(cfg, data.store, folder, model, data.registry)
+    assert result.kept == 0 and result.rejected_by_reason == {"sharpness": 24}
+    bad = cfg_for(trained, "filter.filters=[memorisation]",
+                  "filter.options={memorisation: {quantile: 2}}")  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="memorisation.*quantile must be.*filter.options.memorisation"
+    ):
+        filter_batch(bad, data.store, folder, model, data.registry)
+
+
+def test_all_five_filters_run_by_default(data):
+    assert data.cfg.filter.filters == [
+        "realism", "style_match", "sharpness", "near_duplicate", "memorisation"
+    ]  # fmt: skip
+
+
+class Explodes:
+    higher_is_better = True
+
+    def score(self, context):
+        raise RuntimeError("lost the plot")
+
+
+@hookimpl
+def ganpipe_quality_filters():
+    return {"explodes": Explodes}
+
+
+def test_a_failing_filter_plugin_is_named(data, trained):  # noqa: F811
+    cfg = cfg_for(trained, "filter.filters=[explodes]", "plugins=[tests.test_filters]")
+    registry = load_registry(cfg)
+    generate(cfg, data.store, registry)
+    model, folder = planned_batch(cfg, data.store, registry)
+    with pytest.raises(PluginError, match="'explodes' \\(tests.test_filters\\) failed.*lost the"):
+        filter_batch(cfg, data.store, folder, model, registry)
+
+
+# Any batch, by its folder ------------------------------------------------------------------
+
+
+def test_a_batch_made_elsewhere_is_found_by_its_folder(data, tmp_path):
+    out = RunStore(str(tmp_path / "out"))
+    ref = ModelRef(RunStore(data.model.uri), "")
+    made = generate(data.cfg, data.store, data.registry, model=ref, styles=["style-1"], out=out)
+    model, target, folder = open_batch(made.uri)
+    assert model.uri == data.model.uri and target.uri(folder) == made.uri
+    result = filter_batch(data.cfg, data.store, folder, model, data.registry, out=target)
+    manifest = target.read_parquet(f"{folder}/manifest.parquet")
+    assert result.candidates == len(manifest) == 4
+    assert {"realism", "memorisation", "kept", "reject_reason"} <= set(manifest.columns)
+    images = load_batch_images(target, folder, manifest["path"])
+    assert images.shape == (4, 3, SIZE, SIZE)
+
+    with pytest.raises(ConfigError, match="not a batch folder.*pass one of .*batches"):
+        open_batch(str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="not a batch folder"):
+        open_batch(str(tmp_path / "nothing-here"))
+
+
+def ganpipe(*args):
+    return subprocess.run([sys.executable, "-m", "ganpipe", *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_filter_and_report_commands_take_a_batch_folder(data, trained, tmp_path):  # noqa: F811
+    sets = [a for kv in tiny_overrides(trained) for a in ("--set", kv)]
+    out = tmp_path / "out"
+    made = ganpipe("generate", "--model", data.model.uri, "--style", "style-2", "--count", "3",
+                   "--out", str(out), *sets)  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    (batch,) = (out / "batches").iterdir()
+
+    filtered = ganpipe("filter", "--batch", str(batch), *sets)
+    assert filtered.returncode == 0, filtered.stderr[-2000:]
+    record = json.loads(filtered.stdout.split("filtered", 1)[1])
+    assert record["candidates"] == 3 and set(record["pass_rates"]) == {
+        "realism", "style_match", "sharpness", "near_duplicate", "memorisation"
+    }  # fmt: skip
+    manifest = RunStore(str(batch)).read_parquet("manifest.parquet")
+    assert manifest["memorisation"].notna().all() and len(manifest) == 3
+
+    reported = ganpipe("report", "--batch", str(batch), *sets)
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    assert reported.stdout.split("report: ", 1)[1].split()[0] == str(batch / "report.html")
+    assert (batch / "report.html").is_file()
+
+    wrong = ganpipe("filter", "--batch", str(out), *sets)
+    assert wrong.returncode == 1 and "not a batch folder" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
