@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -481,6 +482,57 @@ def plugins(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> Non
     for c in components:
         table.add_row(c.kind, c.name, c.plugin)
     out.print(table)
+
+
+class PoolType(str, Enum):
+    process = "process"
+    kubernetes = "kubernetes"
+
+
+@app.command()
+def deploy(
+    prefect_file: Path = typer.Option(
+        Path("deploy/prefect.yaml"), "--prefect-file", help="The Prefect deployments file."
+    ),
+    pool_type: PoolType = typer.Option(
+        PoolType.process,
+        "--pool-type",
+        help="Run them on the local process pool or the Kubernetes GPU pool (its work_pools "
+        "entry in the Prefect file).",
+    ),
+    name: list[str] = typer.Option(
+        [], "--name", "-n", help="Register only this deployment; repeat for several."
+    ),
+) -> None:
+    """Create the work pool if missing and register the Prefect deployments (pipeline,
+    scheduled retrains, generate-batch) with the server PREFECT_API_URL names."""
+
+    def body():
+        from ganpipe.deploy import deploy as register
+
+        def say(line: str) -> None:
+            console.print(line, highlight=False)
+
+        _prefect_defaults()
+        return register(prefect_file, pool_type.value, name, progress=say)
+
+    result = _guard(body)
+    from rich.table import Table
+
+    verb = "created" if result.pool_created else "exists"
+    table = Table("deployment", "work pool", "schedule", title=f"registered with {result.api_url}")
+    for d in result.deployments:
+        table.add_row(d.full_name, d.work_pool, ", ".join(d.schedules) or "on demand")
+    out.print(table)
+    out.print(f"work pool {result.work_pool}: {verb}", highlight=False)
+    if pool_type is PoolType.process:
+        hint = f"GANPIPE_HOME=$PWD prefect worker start --pool {result.work_pool}"
+    else:
+        hint = (
+            "pip install prefect-kubernetes, then where kubectl reaches the cluster: "
+            f"prefect worker start --pool {result.work_pool} --type kubernetes"
+        )
+    out.print(f"start a worker: {hint}", highlight=False, soft_wrap=True)
 
 
 @app.command(name="config")
