@@ -334,22 +334,66 @@ def generate(
     ),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Samples per style."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="First seed."),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Explicit seeds for every style, comma-separated (e.g. 3,17,42)."
+    ),
+    truncation: Optional[float] = typer.Option(
+        None, "--truncation", min=0.0, max=1.0, help="psi: 1 = off, lower = nearer style means."
+    ),
+    between_styles: Optional[tuple[str, str]] = typer.Option(
+        None, "--between-styles", help="Interpolate from style A to style B (give A B)."
+    ),
+    between_seeds: Optional[tuple[int, int]] = typer.Option(
+        None, "--between-seeds", help="Interpolate from one seed's latent to another's."
+    ),
+    frames: Optional[int] = typer.Option(None, "--frames", min=2, help="Interpolation frames."),
+    reference: Optional[list[str]] = typer.Option(
+        None, "--reference", help="Generate in the style of this image (path or URI); repeatable."
+    ),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="Reference blend: low = nearest style, high = a mix."
+    ),
+    mix_style: Optional[str] = typer.Option(
+        None, "--mix-style", help="Style mixing: fine levels from this style."
+    ),
+    mix_seed: Optional[int] = typer.Option(
+        None, "--mix-seed", min=0, help="Style mixing: fine levels from this seed's latent."
+    ),
+    crossover: Optional[int] = typer.Option(
+        None, "--crossover", min=0, help="Style mixing: first level (4x4 = 0) mixed in."
+    ),
     out_uri: Optional[str] = typer.Option(
         None, "--out", help="Store URI to write the batch to; default: the run store."
     ),
 ) -> None:
-    """Generate samples per style from the current (or given) model into a batch."""
+    """Generate samples per style from the current (or given) model into a batch; or an
+    interpolation (frames, strip.png, animation.gif); or samples in a reference image's style."""
 
     def body():
         from ganpipe.generate import ModelRef
         from ganpipe.generate import generate as stage
         from ganpipe.store import RunStore
 
-        overrides = list(set_)
-        if count is not None:
-            overrides.append(f"generate.per_style={count}")
-        if seed is not None:
-            overrides.append(f"generate.seed={seed}")
+        values: dict[str, Any] = {
+            "per_style": count,
+            "seed": seed,
+            "truncation": truncation,
+            "reference_temperature": temperature,
+            "interpolate.styles": list(between_styles) if between_styles else None,
+            "interpolate.seeds": list(between_seeds) if between_seeds else None,
+            "interpolate.frames": frames,
+            "mixing.style": mix_style,
+            "mixing.seed": mix_seed,
+            "mixing.crossover": crossover,
+        }
+        if seeds is not None:
+            values["seeds"] = _int_list(seeds, "--seeds")
+        if reference:
+            values["reference"] = list(reference)
+        # JSON values are YAML that stays a string: a style called "on" or "1e3" keeps its name.
+        overrides = list(set_) + [
+            f"generate.{k}={json.dumps(v)}" for k, v in values.items() if v is not None
+        ]
         cfg = _load(config, overrides)
         store = RunStore.from_config(cfg)
         ref = ModelRef(RunStore(model, cfg.store.storage_options), "") if model else None
@@ -365,6 +409,17 @@ BatchOpt = typer.Option(
     help="A batch folder to work on, local or s3:// (e.g. OUT/batches/<id> after "
     "'generate --out OUT'); default: the batch 'generate' makes from this config.",
 )
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    from ganpipe.errors import ConfigError
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is not a list of whole numbers", where=option, fix="e.g. 3,17,42"
+        ) from None
 
 
 def _on_planned_batch(

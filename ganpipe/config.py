@@ -142,12 +142,60 @@ class TrainConfig(Section):
     tensorboard: bool = False  # also write metrics as TensorBoard events (pip install tensorboard)
 
 
+StyleRef = int | str  # a style by name, or by index in the model's style table
+
+
+class MixingConfig(Section):
+    style: StyleRef | None = None  # style whose code drives the fine levels; null: the sample's
+    seed: int | None = Field(None, ge=0)  # latent for the fine levels; null: the sample's own
+    crossover: int = Field(2, ge=0)  # first level (4x4 = 0, 8x8 = 1, ...) taking the mixing code
+
+
+class InterpolateConfig(Section):
+    styles: list[StyleRef] = Field(default_factory=list, max_length=2)  # [from, to]; one: held
+    seeds: list[int] = Field(default_factory=list, max_length=2)  # [from, to]; one: held
+    frames: int = Field(8, ge=2, le=1000)
+    frame_ms: int = Field(100, ge=10)  # duration of each frame of the animated GIF
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return v
+
+
 class GenerateConfig(Section):
     per_style: int = Field(16, ge=1)  # samples generated per style
+    counts: dict[StyleRef, int] = Field(default_factory=dict)  # style -> samples (overrides)
+    styles: list[StyleRef] = Field(default_factory=list)  # styles to generate; empty: all
     seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
+    seeds: list[int] | None = None  # explicit seeds for every style, instead of seed + i
+    truncation: float = Field(1.0, ge=0.0, le=1.0)  # psi: 1 = off, 0 = the style's mean image
+    mixing: MixingConfig | None = None  # style mixing (generators with per-level codes)
+    interpolate: InterpolateConfig | None = None  # frames between two styles and/or seeds
+    reference: list[str] = Field(default_factory=list)  # reference images (paths or URIs)
+    reference_temperature: float = Field(0.1, gt=0)  # blend of styles near the reference
     format: Literal["png", "webp", "jpeg"] = "png"
     quality: int = Field(95, ge=1, le=100)  # for webp and jpeg
-    batch_size: int = Field(256, ge=1)
+    png_level: int = Field(6, ge=0, le=9)  # PNG compression: 1 fastest, 9 smallest
+    batch_size: int = Field(256, ge=1)  # images rendered per step (in passes of fixed size)
+    chunk_size: int = Field(1024, ge=1)  # images per chunk (a unit of work and of resumption)
+    workers: int = Field(0, ge=0)  # threads encoding and writing images; 0 = automatic
+
+    @field_validator("counts")
+    @classmethod
+    def _counts_non_negative(cls, v: dict) -> dict:
+        if any(n < 0 for n in v.values()):
+            raise ValueError("counts must be >= 0")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
+            raise ValueError("give distinct seeds >= 0 (or null for seed + i)")
+        return v
 
 
 DEFAULT_FILTERS = ("realism", "style_match", "sharpness", "near_duplicate", "memorisation")

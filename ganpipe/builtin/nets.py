@@ -68,20 +68,36 @@ class DCGANGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
         self.width0 = widths[0]
 
-    def condition(self, style: torch.Tensor, style_embedding: torch.Tensor | None) -> torch.Tensor:
-        cond = self.embed(style)
+    def condition(
+        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The conditioning vector every layer sees: ``style`` is style indices (N,) or weights
+        over the styles (N, S), a blend such as a reference image gives; ``style_embedding``
+        adds a continuous style code when the generator was built with one."""
+        cond = style_vectors(self.embed, style)
         if style_embedding is not None and self.embed_continuous is not None:
             cond = cond + self.embed_continuous(style_embedding)
         return cond
 
-    def forward(
-        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        cond = self.condition(style, style_embedding)
+    def render(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Image from a latent and a conditioning vector (interpolations blend the latter)."""
         x = self.project(torch.cat([z, cond], dim=1)).view(-1, self.width0, 4, 4)
         for norm, up in zip(self.norms[:-1], self.ups):
             x = up(torch.relu(norm(x, cond)))
         return torch.tanh(self.to_rgb(torch.relu(self.norms[-1](x, cond))))
+
+    def forward(
+        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.render(z, self.condition(style, style_embedding))
+
+
+def style_vectors(embed: nn.Embedding, style: torch.Tensor) -> torch.Tensor:
+    """Embedding rows for style indices, or their weighted sum for weights over the styles (a
+    one-hot weight row gives exactly the row)."""
+    if style.is_floating_point():
+        return style.to(embed.weight.dtype) @ embed.weight
+    return embed(style)
 
 
 def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ganpipe.builtin.nets import _num_doublings, minibatch_stddev
+from ganpipe.builtin.nets import _num_doublings, minibatch_stddev, style_vectors
 
 
 class ModulatedConv(nn.Module):
@@ -76,6 +76,7 @@ class StyleGenerator(nn.Module):
     ):
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
+        self.style_embedding_dim = style_embedding_dim
         n = _num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
         self.embed = nn.Embedding(num_styles, w_dim)
@@ -94,23 +95,46 @@ class StyleGenerator(nn.Module):
             self.layers.append(StyledLayer(widths[i + 1], widths[i + 1], w_dim, upsample=False))
             self.to_rgb.append(ModulatedConv(widths[i + 1], 3, w_dim, 1, demodulate=False))
 
-    def mapped(self, z, style, style_embedding=None) -> torch.Tensor:
-        """The intermediate code ``w`` (style mixing and truncation work on it)."""
-        cond = self.embed(style)
+    @property
+    def num_levels(self) -> int:
+        """Resolutions the synthesis works at (4x4 is level 0): what style mixing splits."""
+        return len(self.to_rgb)
+
+    def condition(self, style, style_embedding=None) -> torch.Tensor:
+        """What the mapping network is conditioned on: ``style`` is style indices (N,) or
+        weights over the styles (N, S); ``style_embedding`` adds a continuous style code when
+        the generator was built with one."""
+        cond = style_vectors(self.embed, style)
         if style_embedding is not None and self.embed_continuous is not None:
             cond = cond + self.embed_continuous(style_embedding)
+        return cond
+
+    def map_latent(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         return self.mapping(torch.cat([z, cond], dim=1))
 
+    def mapped(self, z, style, style_embedding=None) -> torch.Tensor:
+        """The intermediate code ``w`` (style mixing and truncation work on it)."""
+        return self.map_latent(z, self.condition(style, style_embedding))
+
     def synthesis(self, w: torch.Tensor) -> torch.Tensor:
+        """Image from ``w`` (N, w_dim), or one ``w`` per level (N, num_levels, w_dim) to mix
+        styles: coarse levels from one code, fine levels from another."""
+
+        def at(level: int) -> torch.Tensor:
+            return w if w.ndim == 2 else w[:, level]
+
         x = self.const.expand(w.shape[0], -1, -1, -1)
-        x = self.layers[0](x, w)
-        rgb = self.to_rgb[0](x, w)
+        x = self.layers[0](x, at(0))
+        rgb = self.to_rgb[0](x, at(0))
         for i in range(1, len(self.to_rgb)):
-            x = self.layers[2 * i](self.layers[2 * i - 1](x, w), w)
+            x = self.layers[2 * i](self.layers[2 * i - 1](x, at(i)), at(i))
             rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
-            rgb = rgb + self.to_rgb[i](x, w)
+            rgb = rgb + self.to_rgb[i](x, at(i))
         return rgb
+
+    def render(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.synthesis(self.map_latent(z, cond))
 
     def forward(self, z, style, style_embedding=None) -> torch.Tensor:
         return self.synthesis(self.mapped(z, style, style_embedding))
