@@ -244,20 +244,18 @@ def nearest_other(x: torch.Tensor) -> torch.Tensor:
 
 def _first_of_each_group(x: torch.Tensor, threshold: float) -> np.ndarray:
     """Greedy in row order: a row is kept unless it is closer than ``threshold`` to a row
-    already kept. Only the (few) close pairs are gathered, so this is one distance pass plus a
-    loop over the near-duplicates."""
+    already kept. One distance pass, then one vector test per row that has an earlier close
+    row (a collapsed batch can have a quadratic number of close pairs: never loop over them)."""
     n = len(x)
-    close: dict[int, list[int]] = {}
+    kept = torch.ones(n, dtype=torch.bool)
     for i in range(0, n, CHUNK):
         d = torch.cdist(x[i : i + CHUNK], x[: i + CHUNK])
         rows = torch.arange(i, i + len(d))[:, None]
         near = (d < threshold) & (torch.arange(d.shape[1])[None, :] < rows)
-        for r, c in near.nonzero().tolist():
-            close.setdefault(i + r, []).append(c)
-    kept = np.ones(n, dtype=bool)
-    for row in sorted(close):
-        kept[row] = not kept[close[row]].any()
-    return kept
+        # near[r] only names rows before i + r, which are decided by then.
+        for r in near.any(dim=1).nonzero().flatten().tolist():
+            kept[i + r] = not bool((near[r] & kept[: d.shape[1]]).any())
+    return kept.numpy()
 
 
 def _nearest_kept(x: torch.Tensor, kept: np.ndarray) -> torch.Tensor:
