@@ -253,7 +253,8 @@ def test_a_failing_filter_plugin_is_named(data, trained):  # noqa: F811
     registry = load_registry(cfg)
     generate(cfg, data.store, registry)
     model, folder = planned_batch(cfg, data.store, registry)
-    with pytest.raises(PluginError, match="'explodes' \\(tests.test_filters\\) failed.*lost the"):
+    named = r"'explodes' \(tests.test_filters\) failed: RuntimeError: lost the plot.*Where: "
+    with pytest.raises(PluginError, match=named + "ganpipe_quality_filters"):
         filter_batch(cfg, data.store, folder, model, registry)
 
 
