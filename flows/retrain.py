@@ -42,6 +42,17 @@ def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> dict[
     return evaluate(cfg, store, model, registry).to_dict()
 
 
+@task(name="model-report", cache_policy=NO_CACHE, **IO_RETRIES)
+def model_report_task(config: dict[str, Any], model_uri: str) -> dict[str, Any]:
+    from ganpipe.generate import ModelRef
+    from ganpipe.report import model_report
+    from ganpipe.store import RunStore
+
+    cfg, store, registry = _open(config)
+    model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
+    return model_report(cfg, store, model, registry).to_dict()
+
+
 @task(name="gate", cache_policy=NO_CACHE, **IO_RETRIES)
 def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[str, Any]):
     """Compare with the champion (its stored evaluation, or a fresh one), decide, record the
@@ -98,6 +109,7 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
                          promote=False)  # fmt: skip
     challenger = evaluate_task(config, trained["uri"])
     decision = gate_task(config, trained, challenger)
+    reported = model_report_task(config, trained["uri"])
     summary.update(
         action=decision["action"],
         model_version=trained["version"],
@@ -106,6 +118,7 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
         reasons=decision["reasons"],
         challenger_metrics=decision["challenger_metrics"],
         champion_metrics=decision["champion_metrics"],
+        report_uri=reported["uri"],
     )
     _publish(summary)
     return summary

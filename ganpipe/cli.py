@@ -457,10 +457,36 @@ def filter_(
 
 @app.command()
 def report(
-    config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt, batch: Optional[str] = BatchOpt
+    config: Optional[Path] = ConfigArg,
+    set_: list[str] = SetOpt,
+    batch: Optional[str] = BatchOpt,
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        help="Report on a model version instead of a batch: a model folder URI, or 'current'.",
+    ),
 ) -> None:
-    """Write report.html for a generated batch and print its path."""
-    result = _on_planned_batch(config, set_, "report", batch)
+    """Write report.html for a generated batch (or, with --model, for a trained model) and
+    print its path."""
+    if model is None:
+        result = _on_planned_batch(config, set_, "report", batch)
+    else:
+
+        def body():
+            from ganpipe.generate import ModelRef, current_model
+            from ganpipe.report import model_report
+            from ganpipe.store import RunStore
+
+            cfg = _load(config, set_)
+            store = RunStore.from_config(cfg)
+            ref = (
+                current_model(cfg, store)
+                if model == "current"
+                else ModelRef(RunStore(model, cfg.store.storage_options), "")
+            )
+            return model_report(cfg, store, ref).to_dict()
+
+        result = _with_progress(body)
     out.print(f"report: {result['uri']}", highlight=False, soft_wrap=True)
 
 
