@@ -32,8 +32,9 @@ from ganpipe.errors import GanpipeError
 
 POOL_TYPES = ("process", "kubernetes")
 TRAINING_FLOWS = ("pipeline", "retrain")  # entrypoint functions whose runs train a model
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Exit)\b(: |$)")
 _ENV_PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
-_CREATED = re.compile(r"Deployment '([^']+)/([^']+)' successfully created with id '([0-9a-f-]+)'")
+_CREATED = re.compile(r"Deployment '[^']+/[^']+' successfully created with id '([0-9a-f-]+)'")
 
 
 class DeployError(GanpipeError):
@@ -242,8 +243,8 @@ def ensure_pool(pool: dict[str, Any], prefect_file: Path) -> bool:
 
 def register(
     prefect_file: Path, name: str, pool: str, root: Path, url: str, keep: set[str] = frozenset()
-) -> tuple[str, str, str]:
-    """One deployment through ``prefect deploy``; returns (flow name, deployment, id).
+) -> str:
+    """One deployment through ``prefect deploy``; returns its id.
     Variables in ``keep`` are hidden from it so their placeholders stay for the worker."""
     command = [
         sys.executable, "-m", "prefect", "--no-prompt", "deploy",
@@ -257,13 +258,23 @@ def register(
     output = done.stdout + done.stderr
     found = _CREATED.search(output)
     if done.returncode != 0 or not found:
-        tail = " ".join(line.strip() for line in output.strip().splitlines()[-12:] if line.strip())
         raise DeployError(
-            f"prefect deploy did not register deployment {name}: {tail or 'no output'}",
+            f"prefect deploy did not register deployment {name}: {_reason(output)}",
             where=f"{prefect_file}: deployment {name}",
             fix="correct what Prefect names above; rerun with --name to register only some",
         )
-    return found.group(1), found.group(2), found.group(3)
+    return found.group(1)
+
+
+def _reason(output: str) -> str:
+    """Prefect's own words: the exception line of a traceback, else its last lines."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    if not errors:
+        return " ".join(lines[-8:]) or "no output"
+    kind, _, message = errors[-1].partition(": ")
+    kind = kind.rsplit(".", 1)[-1]  # MissingFlowError, not prefect.exceptions.MissingFlowError
+    return f"{kind}: {message}" if message else kind
 
 
 def read_back(deployment_id: str) -> Registered:
@@ -315,7 +326,7 @@ def deploy(
     for d in chosen:
         if progress:
             progress(f"registering {d['name']} ({d['entrypoint']}) on {pool['name']}")
-        _, _, deployment_id = register(
+        deployment_id = register(
             prefect_file, d["name"], pool["name"], root, url, runtime_variables(spec)
         )
         registered.append(read_back(deployment_id))
@@ -333,13 +344,14 @@ def _gpus() -> int:
     return torch.cuda.device_count()
 
 
-def _flow_run(flow_run_id: str):
+def _flow_run(flow_run_id: str, with_deployment: bool = False):
     from uuid import UUID
 
     with _client() as client:
         run = client.read_flow_run(UUID(flow_run_id))
-        deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
-    return run, deployment
+        if not (with_deployment and run.deployment_id):
+            return run, None
+        return run, client.read_deployment(run.deployment_id)
 
 
 def _execute_flow_run() -> None:
@@ -353,7 +365,7 @@ def flow_run_main() -> None:
         sys.exit("PREFECT__FLOW_RUN_ID is not set: this command runs inside a Prefect flow run")
     gpus = _gpus()
     if gpus > 1:
-        run, deployment = _flow_run(flow_run_id)
+        run, deployment = _flow_run(flow_run_id, with_deployment=True)
         function = (deployment.entrypoint or "").rsplit(":", 1)[-1] if deployment else ""
         if function in TRAINING_FLOWS and "config" in (run.parameters or {}):
             print(f"ganpipe: {gpus} GPUs, training data-parallel under torchrun", flush=True)

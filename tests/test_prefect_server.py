@@ -13,6 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+import yaml
 
 from ganpipe.config import load_config
 from tests.conftest import stop_process_group, tiny_overrides
@@ -160,3 +161,20 @@ def test_gpu_job_command_trains_on_two_ranks_in_one_flow_run(env, client, tmp_pa
     assert "without training here" in second
     assert not list(ranks.iterdir())
     assert time.monotonic() - started < 120
+
+
+def test_deploy_reports_what_prefect_refused(env, tmp_path):
+    """A deployment Prefect cannot register is one paragraph naming it and Prefect's reason."""
+    raw = yaml.safe_load((REPO / "deploy/prefect.yaml").read_text())
+    raw["deployments"][0]["entrypoint"] = "flows/pipeline.py:no_such_flow"
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", "ganpipe", "deploy", "--prefect-file", str(bad), "--name",
+         "pipeline"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "did not register deployment pipeline" in done.stderr
+    assert "no_such_flow" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
