@@ -228,6 +228,13 @@ class RetrainConfig(Section):
     tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
 
 
+class OrchestrationConfig(Section):
+    # where chunk tasks run: Prefect's thread pool, or a Dask cluster (pip install prefect-dask)
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None  # scheduler, e.g. tcp://10.0.0.5:8786; null: a local cluster
+    dask_workers: int = Field(2, ge=1)  # processes of the local cluster when no address is given
+
+
 class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -238,6 +245,7 @@ class Config(Section):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     plugins: list[str] = Field(default_factory=list)  # extra plugin modules, dotted names
 
     @property
@@ -269,6 +277,23 @@ def redact(data: Any) -> Any:
     if isinstance(data, list):
         return [redact(v) for v in data]
     return data
+
+
+def masked_secrets(data: Any, path: str = "") -> list[str]:
+    """Key paths under secret-looking keys that hold the mask ``***`` instead of a value: a
+    config that went through ``redact`` (a saved config, stored flow parameters)."""
+    if isinstance(data, dict):
+        found = []
+        for k, v in data.items():
+            key = f"{path}.{k}" if path else str(k)
+            if _SECRET_KEY.search(str(k)) and v == "***":
+                found.append(key)
+            else:
+                found += masked_secrets(v, key)
+        return found
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in masked_secrets(v, f"{path}[{i}]")]
+    return []
 
 
 def _is_env_ref(value: Any) -> bool:

@@ -1,0 +1,162 @@
+"""The ``generate_batch`` flow: a production batch from a trained model.
+
+generate (one task per chunk of ``generate.chunk_size`` images, so 100,000 images are a few
+dozen tasks) -> assemble the manifest -> filter -> report. Chunk tasks run on the configured task
+runner: Prefect's thread pool, or a Dask cluster (``orchestration.task_runner: dask``). Every
+chunk writes only what is missing, so a rerun of an interrupted batch finishes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.pipeline import IO_RETRIES, _open
+from ganpipe.config import Config, validate_config
+
+
+def _model_and_out(cfg: Config, store, model: str, out: str | None):
+    from ganpipe.generate import ModelRef, current_model
+    from ganpipe.store import RunStore
+
+    ref = current_model(cfg, store) if model == "current" else ModelRef(
+        RunStore(model, cfg.store.storage_options), ""
+    )  # fmt: skip
+    target = RunStore(out, cfg.store.storage_options) if out else store
+    return ref, target
+
+
+@task(name="generate-chunk", cache_policy=NO_CACHE, **IO_RETRIES)
+def generate_chunk_task(config: dict[str, Any], index: int, model: str, out: str | None):
+    from ganpipe.generate import generate_chunk
+
+    cfg, store, registry = _open(config)
+    ref, target = _model_and_out(cfg, store, model, out)
+    return generate_chunk(cfg, store, index, registry, model=ref, out=target).to_dict()
+
+
+@task(name="assemble-batch", cache_policy=NO_CACHE, **IO_RETRIES)
+def assemble_task(config: dict[str, Any], model: str, out: str | None, written: int):
+    from ganpipe.generate import assemble_batch
+
+    cfg, store, registry = _open(config)
+    ref, target = _model_and_out(cfg, store, model, out)
+    return assemble_batch(cfg, store, registry, model=ref, out=target, written=written).to_dict()
+
+
+@task(name="filter-batch", cache_policy=NO_CACHE, **IO_RETRIES)
+def filter_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
+    """One task per batch: near-duplicates and top-k compare across the whole batch."""
+    from ganpipe import layout
+    from ganpipe.filter import filter_batch
+
+    cfg, store, registry = _open(config)
+    ref, target = _model_and_out(cfg, store, model, out)
+    folder = layout.batch_dir(batch_id)
+    return filter_batch(cfg, store, folder, ref, registry, out=target).to_dict()
+
+
+@task(name="report-batch", cache_policy=NO_CACHE, **IO_RETRIES)
+def report_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
+    from ganpipe import layout
+    from ganpipe.report import report
+
+    cfg, store, registry = _open(config)
+    ref, target = _model_and_out(cfg, store, model, out)
+    return report(cfg, store, layout.batch_dir(batch_id), ref, registry, out=target).to_dict()
+
+
+def task_runner(cfg: Config):
+    """The runner the config names, built only when asked for (prefect-dask is optional)."""
+    o = cfg.orchestration
+    if o.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner()
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        from ganpipe.errors import ConfigError
+
+        raise ConfigError(
+            "orchestration.task_runner is dask but prefect-dask is not installed",
+            where="orchestration.task_runner",
+            fix="pip install 'ganpipe[dask]', or use threads",
+        ) from None
+    if o.dask_address:
+        return DaskTaskRunner(address=o.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": o.dask_workers, "threads_per_worker": 1})
+
+
+@flow(name="ganpipe-generate-chunks")
+def generate_chunks(config: dict[str, Any], chunks: int, model: str, out: str | None) -> int:
+    """Every chunk as its own task, on whichever runner this subflow was given; returns the
+    number of images written now."""
+    futures = generate_chunk_task.map(
+        unmapped(config), list(range(chunks)), unmapped(model), unmapped(out)
+    )
+    return sum(f.result()["written"] for f in futures)
+
+
+@flow(name="ganpipe-generate-batch")
+def generate_batch(
+    config: dict[str, Any],
+    model: str = "current",
+    counts: dict[str, int] | None = None,
+    filters: list[str] | None = None,
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Generate, filter and report one batch. ``model``: ``current`` (the promoted version of
+    ``model.name``) or a model folder URI; ``counts``: images per style (others get
+    ``generate.per_style``; give a style 0 to leave it out); ``filters``: quality filters
+    (default ``filter.filters``); ``out``: store URI for the batch (default: the run store).
+    Returns the batch's id, URI, counts and report URI."""
+    cfg = validate_config(config, "flow parameter 'config'")
+    params = cfg.model_dump(mode="json")
+    if counts is not None:
+        params["generate"]["counts"] = {**params["generate"]["counts"], **counts}
+    if filters is not None:
+        params["filter"]["filters"] = list(filters)
+    cfg = validate_config(params, "flow parameters")
+
+    from ganpipe.generate import plan_batch
+    from ganpipe.store import RunStore
+
+    store = RunStore.from_config(cfg)
+    ref, _ = _model_and_out(cfg, store, model, out)
+    plan = plan_batch(cfg, store, model=ref)
+    get_run_logger().info("batch %s: %d images in %d chunks", plan.batch_id, len(plan.jobs),
+                          plan.num_chunks)  # fmt: skip
+    written = generate_chunks.with_options(task_runner=task_runner(cfg))(
+        params, plan.num_chunks, model, out
+    )
+    generated = assemble_task(params, model, out, written)
+    filtered = filter_batch_task(params, model, out, generated["batch_id"])
+    reported = report_batch_task(params, model, out, generated["batch_id"])
+    summary = {
+        "batch_id": generated["batch_id"],
+        "batch_uri": generated["uri"],
+        "report_uri": reported["uri"],
+        "model": generated["model"],
+        "chunks": plan.num_chunks,
+        "counts": {
+            "generated": generated["count"],
+            "written": written,
+            "kept": filtered["kept"],
+            "rejected": filtered["candidates"] - filtered["kept"],
+        },  # fmt: skip
+        "rejected_by_reason": filtered["rejected_by_reason"],
+    }
+    create_table_artifact(
+        key="ganpipe-batch-figures",
+        table=[{"figure": k, "value": v} for k, v in summary["counts"].items()]
+        + [
+            {"figure": f"rejected: {k}", "value": v}
+            for k, v in summary["rejected_by_reason"].items()
+        ],  # fmt: skip
+        description=f"ganpipe batch {summary['batch_id']}",
+    )
+    return summary
