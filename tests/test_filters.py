@@ -24,6 +24,7 @@ from ganpipe.filter import build_context, filter_batch, load_batch_images, open_
 from ganpipe.generate import ModelRef, current_model, generate, planned_batch
 from ganpipe.images import encode
 from ganpipe.plugins import load_registry
+from ganpipe.report import report
 from ganpipe.store import RunStore
 from ganpipe.styles import load_styles
 from tests.conftest import tiny_overrides
@@ -278,6 +279,20 @@ def test_a_batch_made_elsewhere_is_found_by_its_folder(data, tmp_path):
         open_batch(str(tmp_path / "out"))
     with pytest.raises(ConfigError, match="not a batch folder"):
         open_batch(str(tmp_path / "nothing-here"))
+
+
+def test_a_batch_in_s3_is_filtered_and_reported_in_place(data, s3_options):
+    bucket, options = s3_options
+    out = RunStore(f"s3://{bucket}/review", options)
+    ref = ModelRef(RunStore(data.model.uri), "")
+    made = generate(data.cfg, data.store, data.registry, model=ref, styles=["style-0"], out=out)
+    assert made.uri.startswith(f"s3://{bucket}/review/batches/")
+    model, target, folder = open_batch(made.uri, options)
+    filter_batch(data.cfg, data.store, folder, model, data.registry, out=target)
+    report(data.cfg, data.store, folder, model, data.registry, out=target)
+    manifest = out.read_parquet(f"batches/{folder}/manifest.parquet")
+    assert manifest["sharpness"].notna().all() and len(manifest) == 4
+    assert out.exists(f"batches/{folder}/report.html")
 
 
 def ganpipe(*args):
