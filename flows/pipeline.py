@@ -2,7 +2,12 @@
 
 Wiring only: each task wraps one stage function from ``ganpipe`` and passes small records (URIs,
 fingerprints, counts) onward, never tensors. Tasks that touch the store retry on failure; the
-stages themselves are idempotent, so a retry redoes only what is missing.
+stages themselves are idempotent, so a retry redoes only what is missing. Styles and training
+retry only when the store could not be reached (training resumes from its last checkpoint).
+
+The flow's parameters are stored by Prefect (API, UI, events) with secrets masked; the run itself
+gets the real values when called in-process (``ganpipe run``). A run started from a deployment
+receives the stored, masked values, so configs used there name secrets as ``${ENV_VAR}``.
 """
 
 from __future__ import annotations
@@ -10,24 +15,45 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.caching import CACHED, content_key, run_cached
 from flows.progress import progress_artifacts
-from ganpipe.config import Config, validate_config
-from ganpipe.errors import GanpipeError
+from ganpipe.config import Config, masked_secrets, redact, validate_config
+from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.plugins import load_registry
 from ganpipe.store import RunStore
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry I/O failures, never user errors: a missing folder fails the same way each time."""
-    return not isinstance(getattr(state, "data", None), GanpipeError)
+    """Retry I/O failures, never user errors: a missing folder fails the same way each time.
+    An unreachable store (``StoreUnavailable``) is an I/O failure, though a ``GanpipeError``."""
+    error = getattr(state, "data", None)
+    return getattr(error, "transient", False) or not isinstance(error, GanpipeError)
+
+
+def _outage(task, task_run, state) -> bool:
+    """Retry only when the store could not be reached: for stages too costly to redo on a bug."""
+    return bool(getattr(getattr(state, "data", None), "transient", False))
 
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+OUTAGE_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_outage)
+
+
+class SecretSafeFlow(Flow):
+    """A flow whose parameters reach Prefect's API with secret-looking values masked (the same
+    rule as saved configs: ``secret``, ``key``, ``token``... except ``${ENV_VAR}``)."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return super().serialize_parameters(redact(parameters))
+
+
+def secret_safe_flow(**options: Any):
+    """``@flow(...)`` for flows that take a config: Prefect stores their parameters masked."""
+    return lambda fn: SecretSafeFlow(fn=fn, **options)
 
 
 class _UserErrorsWithoutTraceback(logging.Filter):
@@ -45,8 +71,23 @@ for _name in ("prefect.task_runs", "prefect.flow_runs"):
 
 
 def _open(config: dict[str, Any]) -> tuple[Config, RunStore, Any]:
-    cfg = validate_config(config, "flow parameter 'config'")
+    cfg = _validate(config)
     return cfg, RunStore.from_config(cfg), load_registry(cfg)
+
+
+def _validate(config: dict[str, Any]) -> Config:
+    """The flow's config; a secret that arrives masked (a run started from a deployment or the
+    UI gets the parameters as Prefect stored them) is a clear error, not a failed login."""
+    masked = masked_secrets(config)
+    if masked:
+        raise ConfigError(
+            f"{', '.join(masked)} arrived masked ('***'): Prefect never stores literal secrets, "
+            "so a run started from a deployment or the UI cannot receive them",
+            where="flow parameter 'config'",
+            fix="name secrets as ${ENV_VAR} in the config and set the variable where the flow "
+            "runs (or use the AWS_* environment)",
+        )
+    return validate_config(config, "flow parameter 'config'")
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -65,7 +106,7 @@ def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-@task(name="styles", cache_key_fn=content_key, **CACHED)
+@task(name="styles", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
 def styles_task(config: dict[str, Any], ingested: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.styles import styles
 
@@ -75,7 +116,7 @@ def styles_task(config: dict[str, Any], ingested: dict[str, Any]) -> dict[str, A
     return result
 
 
-@task(name="train", cache_key_fn=content_key, **CACHED)
+@task(name="train", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
 def train_task(
     config: dict[str, Any], styled: dict[str, Any], promote: bool = True
 ) -> dict[str, Any]:
@@ -153,13 +194,13 @@ def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | N
     return found
 
 
-@flow(name="ganpipe-pipeline")
+@secret_safe_flow(name="ganpipe-pipeline")
 def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     """Run every stage on one config (a dict of the YAML sections) and return the summary:
     ``dataset_fingerprint``, ``model_uri``, ``batch_uri``, ``report_uri``, ``metrics``,
     ``counts``. A stage whose inputs and config are unchanged since a finished run is not run
     again (see flows/caching.py); ingestion always looks for new data."""
-    cfg = validate_config(config, "flow parameter 'config'")  # fail before any work
+    cfg = _validate(config)  # fail before any work
     store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
     done = markers(cfg, store, ingested["fingerprint"])

@@ -48,7 +48,9 @@ def load_checkpoint_bytes(data: bytes, where: str) -> dict:
 
 def newest_valid_checkpoint(store: RunStore, folder: str) -> tuple[int, dict] | None:
     """The newest checkpoint that loads; a truncated newest one (a crash mid-write on a store
-    without atomic rename) is skipped with a warning rather than ending the run."""
+    without atomic rename) is skipped with a warning rather than ending the run. Temporary files
+    of a writer killed mid-checkpoint are swept first (they are never taken for checkpoints)."""
+    store.sweep(folder)
     steps = sorted(
         (int(m.group(1)) for name in store.listdir(folder) if (m := _CKPT.match(name))),
         reverse=True,

@@ -7,6 +7,12 @@ ETag) hashed and decoded to is remembered in the version's ``inputs.parquet``, s
 data is not read again and adding files decodes only the new ones. Outputs are streamed as
 inputs are decided (pixels into shards, rows into Parquet), so memory stays nearly flat however
 many images there are.
+
+A killed ingest loses nothing and leaves nothing visible: pixels go to a staging folder that only
+a complete run moves into place, the manifest is written last, and the next run sweeps staging
+folders whose writer is gone. Two ingests finishing the same version take turns (a lock), and a
+source that cannot be reached fails the run (to be retried) instead of turning its images into
+rejects.
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ import pyarrow.parquet as pq
 from ganpipe import layout
 from ganpipe.config import Config
 from ganpipe.decode import Decoded, DecodeSettings, Rejected, decode_image
-from ganpipe.errors import GanpipeError
+from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.hashing import sha256_bytes, stable_hash
 from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
 from ganpipe.shards import ShardCache, ShardWriter
 from ganpipe.sources import SourceItem, list_items
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, StoreUnavailable, is_transient
 
 CHUNK = 512  # inputs decoded per round; bounds the decoded pixels held at once
 
@@ -118,8 +124,12 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
     settings = decode_settings(config)
     settings_key = stable_hash(asdict(settings))
 
+    swept = store.sweep(f"datasets/{d.name}")
+    if swept:
+        log.info("removed %d staging folder(s) left by interrupted ingests", len(swept))
+
     # List inputs, and learn the identity of those the listing did not describe.
-    items = list_items(config, registry)
+    items = _list(config, registry)
     if not items:
         raise GanpipeError(
             "the dataset sources list no files",
@@ -241,10 +251,15 @@ class _VersionWriter:
         )  # fmt: skip
 
     def finish(self, result: IngestResult, config: Config) -> None:
-        out = layout.dataset_dir(self.name, result.fingerprint)
         self.shards.flush()
         for sink in (self.manifest, self.rejects, self.cache):
             sink.close()
+        # Two runs finishing the same version would race between "no manifest yet" and moving
+        # their shards into place; they take turns, and the second finds the first's version.
+        with self.store.lock(f"datasets/{self.name}/.lock-{result.fingerprint}"):
+            self._place(result, config, layout.dataset_dir(self.name, result.fingerprint))
+
+    def _place(self, result: IngestResult, config: Config, out: str) -> None:
         if self.store.exists(f"{out}/manifest.parquet"):
             # The version existed (only its input cache was lost or stale): keep its files and
             # point the new input cache at its shards.
@@ -255,6 +270,7 @@ class _VersionWriter:
             self.store.write_table(layout.dataset_input_cache(self.name, result.fingerprint), cache)
             return
         self.store.remove(f"{out}/shards")  # left by a run that crashed before its manifest
+        self.store.sweep(out)  # temporary files of a run killed mid-write
         if self.shards.names:
             self.store.move(self.shards.staging, f"{out}/shards")
         self.store.write_bytes(f"{out}/rejects.parquet", _read(self.rejects.path))
@@ -269,8 +285,11 @@ class _VersionWriter:
         for sink in (self.manifest, self.rejects, self.cache):
             sink.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.store.exists(self.shards.staging):
-            self.store.remove(self.shards.staging)
+        try:
+            if self.store.exists(self.shards.staging):
+                self.store.remove(self.shards.staging)
+        finally:
+            self.shards.release()
 
 
 class _ParquetSink:
@@ -330,11 +349,44 @@ def _read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int)
     try:
         data = item.read()
     except Exception as exc:  # permissions, broken links, vanished objects
+        if is_transient(exc):  # an outage, not a property of this input: fail, to be retried
+            raise StoreUnavailable(
+                f"the input {item.uri} could not be reached ({type(exc).__name__}: "
+                f"{str(exc)[:200]})",
+                where="dataset.sources",
+                fix="check that the source is up and reachable; a rerun reads only what is new",
+            ) from exc
         return _Seen(item, None, Rejected("unreadable", f"{type(exc).__name__}: {exc}"))
     if len(data) > max_bytes:
         detail = f"{len(data)} bytes exceeds dataset.max_bytes={max_bytes}"
         return _Seen(item, sha256_bytes(data), Rejected("too_large", detail))
     return _Seen(item, sha256_bytes(data), decode_image(data, settings))
+
+
+def _list(config: Config, registry: Registry) -> list[SourceItem]:
+    """Every input; a source that cannot be reached is an outage (retried by the flows), and one
+    whose plugin raises is named."""
+    try:
+        return list_items(config, registry)
+    except GanpipeError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise StoreUnavailable(
+                f"the dataset sources could not be listed ({type(exc).__name__}: "
+                f"{str(exc)[:200]})",
+                where=f"dataset.sources = {config.dataset.sources}",
+                fix="check that the source is up and reachable, then rerun",
+            ) from exc
+        plugin = registry.blame(exc)
+        if plugin is None:
+            raise
+        raise PluginError(
+            f"plugin {plugin!r} raised while listing the dataset sources: "
+            f"{type(exc).__name__}: {exc}",
+            where="ganpipe_sources",
+            fix="fix or uninstall the plugin, or remove its sources from dataset.sources",
+        ) from exc
 
 
 def _too_large_by_listing(item: SourceItem, max_bytes: int) -> SourceItem:

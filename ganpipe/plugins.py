@@ -8,13 +8,14 @@ up by kind and name with errors that list what is available and which plugin sup
 from __future__ import annotations
 
 import importlib
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
 from ganpipe import hookspecs
-from ganpipe.errors import ConfigError, PluginError
+from ganpipe.errors import ConfigError, GanpipeError, PluginError
 
 BUILTIN_PLUGIN = "ganpipe.builtin"
 
@@ -143,16 +144,68 @@ class Registry:
         return components[name]
 
     def create(self, kind: str, name: str, *, config_key: str | None = None, **kwargs: Any):
-        """Call a component's factory; a bad option becomes a config error naming the key."""
+        """Call a component's factory; a bad option becomes a config error naming the key, any
+        other failure a plugin error naming the plugin and its hook."""
         component = self.get(kind, name)
         try:
             return component.factory(**kwargs)
+        except GanpipeError:
+            raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{kind.replace('_', ' ')} {name!r} ({component.plugin}) rejected its options: "
                 f"{exc}",
                 where=config_key or KINDS[kind][1],
             ) from None
+        except Exception as exc:
+            raise PluginError(
+                f"{kind.replace('_', ' ')} {name!r} ({component.plugin}) failed to build: "
+                f"{type(exc).__name__}: {exc}",
+                where=KINDS[kind][0],
+                fix="fix or uninstall the plugin that provides it ('ganpipe plugins' lists them)",
+            ) from exc
+
+    def notify(self, hook: str, **kwargs: Any) -> list:
+        """Call an event hook; an exception from a plugin becomes a ``PluginError`` naming the
+        plugin and the hook, so an observer's bug is not taken for ganpipe's."""
+        try:
+            return getattr(self.pm.hook, hook)(**kwargs)
+        except GanpipeError:
+            raise
+        except Exception as exc:
+            plugin = self.blame(exc) or "unknown"
+            raise PluginError(
+                f"plugin {plugin!r} raised in {hook}: {type(exc).__name__}: {exc}",
+                where=hook,
+                fix="fix or uninstall the plugin ('ganpipe plugins' lists them), or remove it "
+                "from plugins:",
+            ) from exc
+
+    def blame(self, exc: BaseException) -> str | None:
+        """The plugin whose code raised ``exc``: the innermost traceback frame in a registered
+        plugin's module (or, failing that, in its package). None when no plugin code is on the
+        traceback."""
+        modules: dict[str, str] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+            modules[module] = self._labels.get(name, name)
+        frames = [f.f_globals.get("__name__", "") for f, _ in traceback.walk_tb(exc.__traceback__)]
+        for module in reversed(frames):
+            if module in modules:
+                return modules[module]
+        for module in reversed(frames):
+            for owner, label in modules.items():
+                package = owner if _is_package(owner) else owner.rpartition(".")[0]
+                if package and (module == package or module.startswith(package + ".")):
+                    return label
+        return None
+
+
+def _is_package(module: str) -> bool:
+    try:
+        return hasattr(importlib.import_module(module), "__path__")
+    except ImportError:
+        return False
 
 
 def _by_name(c: Component) -> str:
@@ -161,6 +214,6 @@ def _by_name(c: Component) -> str:
 
 def load_registry(config) -> Registry:
     """Plugin manager + registry for a validated config; runs the ``ganpipe_configure`` hook."""
-    pm = build_plugin_manager(config.plugins)
-    pm.hook.ganpipe_configure(config=config)
-    return Registry(pm)
+    registry = Registry(build_plugin_manager(config.plugins))
+    registry.notify("ganpipe_configure", config=config)
+    return registry

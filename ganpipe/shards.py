@@ -3,17 +3,18 @@
 Ingestion appends images and a shard is flushed to the store whenever it reaches its byte budget,
 so memory stays flat however large the dataset; readers (styles, training) stream shard by
 shard. Shards are first written under a staging folder because the dataset fingerprint (their
-final folder) is known only once every input has been seen.
+final folder) is known only once every input has been seen. The staging folder's name carries
+its writer's token (see ``ganpipe.store``), so one left by a killed ingest is recognised and
+swept by the next, while a running ingest's is left alone.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 
 import numpy as np
 
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, claim_working_name, release_working_name
 
 
 class ShardWriter:
@@ -47,7 +48,12 @@ class ShardWriter:
 
     @staticmethod
     def staging_folder(dataset_root: str) -> str:
-        return f"{dataset_root}/.staging-{uuid.uuid4().hex[:12]}"
+        """A new staging folder name, marked in use by this process until ``release``."""
+        return f"{dataset_root}/{claim_working_name('.staging-')}"
+
+    def release(self) -> None:
+        """The staging folder is moved into place or removed: no longer ours to protect."""
+        release_working_name(self.staging.rsplit("/", 1)[-1])
 
 
 class ShardCache:
