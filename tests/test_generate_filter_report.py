@@ -100,7 +100,7 @@ def test_filter_scores_every_candidate_and_keeps_a_policy(trained):
     assert (manifest.groupby("style")["kept"].sum() <= 2).all()
     assert manifest.loc[manifest["kept"], "reject_reason"].isna().all()
     assert manifest.loc[~manifest["kept"], "reject_reason"].notna().all()
-    assert set(manifest["reject_reason"].dropna()) <= {"realism", "style_match", "top_k"}
+    assert set(manifest["reject_reason"].dropna()) <= {*cfg.filter.filters, "top_k"}
     assert result.kept + sum(result.rejected_by_reason.values()) == result.candidates
 
     # Rerunning generate on the finished batch keeps the filter's verdicts.
