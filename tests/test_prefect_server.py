@@ -163,6 +163,25 @@ def test_gpu_job_command_trains_on_two_ranks_in_one_flow_run(env, client, tmp_pa
     assert time.monotonic() - started < 120
 
 
+def test_every_deployment_registers_with_its_schedule_and_dataset(env, client):
+    out = ganpipe_deploy({**env, "GANPIPE_DATA_ROOT": "s3://bucket/datasets"})
+    assert "work pool ganpipe-process" in out
+    registered = {}
+    for flow, name in [("ganpipe-pipeline", "pipeline"), ("ganpipe-retrain", "retrain-paintings"),
+                       ("ganpipe-retrain", "retrain-photos"),
+                       ("ganpipe-generate-batch", "generate-batch")]:  # fmt: skip
+        registered[name] = d = client.read_deployment_by_name(f"{flow}/{name}")
+        assert d.work_pool_name == "ganpipe-process" and f"{flow}/{name}" in out
+    crons = {n: [s.schedule.cron for s in d.schedules] for n, d in registered.items()}
+    assert crons == {"pipeline": [], "retrain-paintings": ["0 2 * * *"],
+                     "retrain-photos": ["0 3 * * 0"], "generate-batch": []}  # fmt: skip
+    for name in ("retrain-paintings", "retrain-photos"):
+        config = registered[name].parameters["config"]
+        assert config["dataset"]["sources"] == [f"s3://bucket/datasets/{name.split('-')[1]}"]
+        assert config["store"]["root"] == env["GANPIPE_STORE_ROOT"]
+    assert registered["generate-batch"].parameters["model"] == "current"
+
+
 def test_deploy_reports_what_prefect_refused(env, tmp_path):
     """A deployment Prefect cannot register is one paragraph naming it and Prefect's reason."""
     raw = yaml.safe_load((REPO / "deploy/prefect.yaml").read_text())
