@@ -182,6 +182,7 @@ class GenerateConfig(Section):
     batch_size: int = Field(256, ge=1)  # images rendered per step (in passes of fixed size)
     chunk_size: int = Field(1024, ge=1)  # images per chunk (a unit of work and of resumption)
     workers: int = Field(0, ge=0)  # threads encoding and writing images; 0 = automatic
+    threads: int = Field(0, ge=0)  # torch threads rendering; 0 = all cores but one (it encodes)
 
     @field_validator("counts")
     @classmethod

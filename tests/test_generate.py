@@ -92,10 +92,11 @@ def pixels(data: bytes) -> np.ndarray:
 
 def direct(ref: ModelRef, seeds: list[int], style: int) -> np.ndarray:
     """What the generator's own forward() gives, outside ganpipe's generation path, on a pass
-    of the shape generation uses (CPU kernels round differently for other shapes)."""
+    of the shape and memory layout generation uses (CPU kernels round differently for others)."""
     from ganpipe.checkpoints import load_network
 
     generator, _ = load_network(ref.store, ref.folder, "generator", load_registry(load_config()))
+    generator = generator.to(memory_format=torch.channels_last)
     padded = seeds + [seeds[-1]] * (RENDER_ROWS - len(seeds))
     z = torch.stack([latent(s, generator.z_dim) for s in padded])
     with torch.inference_mode():
@@ -172,7 +173,9 @@ def test_request_errors_name_the_key(root):
 def test_a_rerun_writes_only_what_is_missing(root, tmp_path):
     cfg = cfg_for(root, "generate.chunk_size=4")  # 24 images, 6 chunks
     store, out = RunStore(str(root)), RunStore(str(tmp_path))
+    threads = torch.get_num_threads()
     first = generate(cfg, store, out=out)
+    assert torch.get_num_threads() == threads  # rendering's thread count is given back
     folder = layout.batch_dir(first.batch_id)
     before = files(out, folder)
     assert first.written == 24 and first.chunks == 6
