@@ -115,8 +115,12 @@ class TrainConfig(Section):
     loss: str = "nonsaturating"  # registered loss
     loss_options: dict[str, Any] = Field(default_factory=dict)
     # name -> options; the defaults keep each style from collapsing to one image on small data
+    # (diversity) and keep samples in the style they were asked for (style_consistency)
     regularizers: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"diversity": {"weight": 0.2}}
+        default_factory=lambda: {
+            "diversity": {"weight": 0.2},
+            "style_consistency": {"weight": 1.0, "interval": 4},
+        }
     )
     augmentations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"diffaugment": {}})
     steps: int = Field(1500, ge=1)  # optimisation steps (one D and one G update each)
