@@ -109,12 +109,13 @@ def direct(ref: ModelRef, seeds: list[int], style: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["dcgan", "stylegan"])
 def test_same_request_same_bytes_whatever_the_batch_and_chunk_size(root, tmp_path, name):
-    cfg = cfg_for(root, "generate.per_style=5")
+    cfg = cfg_for(root, "generate.per_style=5", "generate.truncation=0.7")
     first = generate(
         cfg, RunStore(str(root)), model=model(root, name), out=RunStore(str(tmp_path / "a"))
     )
-    other = cfg_for(root, "generate.per_style=5", "generate.batch_size=3", "generate.chunk_size=7",
-                    "generate.workers=1")  # fmt: skip
+    other = cfg_for(root, "generate.per_style=5", "generate.truncation=0.7",
+                    "generate.batch_size=3", "generate.chunk_size=7", "generate.workers=1",
+                    "generate.threads=2")  # fmt: skip
     second = generate(
         other, RunStore(str(root)), model=model(root, name), out=RunStore(str(tmp_path / "b"))
     )
