@@ -111,7 +111,7 @@ class RunStore:
     # Atomic writes -------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes | memoryview) -> str:
         target = self.path(rel)
-        with self._io("write", rel):
+        with self._io("write", rel, missing_is_error=True):
             if self.local:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with working_name(f"{posixpath.basename(target)}.tmp-") as name:
@@ -197,7 +197,14 @@ class RunStore:
                 os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
                 os.replace(self.path(src), self.path(dst))
             else:
-                self.fs.mv(self.path(src), self.path(dst), recursive=True)
+                # Object stores have no folders: copy each object (server-side), then delete.
+                # (fsspec's recursive mv trips over the missing "folder" object itself.)
+                source = self.path(src)
+                files = self.fs.find(source) if self.fs.isdir(source) else [source]
+                for path in files:
+                    tail = posixpath.relpath(path, source) if path != source else ""
+                    self.fs.copy(path, posixpath.join(self.path(dst), tail).rstrip("/"))
+                self.fs.rm(source, recursive=True)
 
     def remove(self, rel: str) -> None:
         if self.exists(rel):
@@ -280,6 +287,8 @@ class RunStore:
             if self._create_exclusive(rel, data):
                 return
             holder = self._lock_holder(rel)
+            if holder is not None and holder.get("id") == body["id"]:
+                return  # our create went through but its answer was lost, and a retry failed
             if holder is not None and self._lock_stale(rel, holder):
                 self._break_lock(rel, holder)
                 continue
@@ -350,17 +359,33 @@ class RunStore:
 
     # Errors --------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _io(self, action: str, rel: str) -> Iterator[None]:
+    def _io(self, action: str, rel: str, missing_is_error: bool = False) -> Iterator[None]:
         """Storage failures as ``StoreError``s naming the action and place; a missing file is
-        left to the caller, which knows whether that is an error."""
+        left to the caller, which knows whether that is an error (for a write it is: the
+        bucket is missing)."""
         try:
             yield
-        except (FileNotFoundError, FileExistsError, StoreError):
+        except FileNotFoundError as exc:
+            if not missing_is_error:
+                raise
+            raise StoreIOError(
+                f"cannot {action} {self.uri(rel)}: the bucket or folder does not exist "
+                f"({_short(exc)})",
+                where="store.root",
+                fix="create the bucket, or point store.root at one that exists",
+            ) from exc
+        except (FileExistsError, StoreError):
             raise
         except Exception as exc:
             if not _from_storage(exc):
                 raise
-            where = self.uri(rel) if rel and "->" not in rel else f"{self.uri()} ({rel})"
+            where = (
+                self.uri()
+                if not rel
+                else self.uri(rel)
+                if "->" not in rel
+                else f"{self.uri()} ({rel})"
+            )
             if is_transient(exc):
                 raise StoreUnavailable(
                     f"the run store could not be reached to {action} {where} ({_short(exc)})",

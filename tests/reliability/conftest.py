@@ -148,7 +148,7 @@ class FaultProxy:
 
     def __init__(self, moto: Moto):
         self.moto = moto
-        self.faults: list[tuple[str, str]] = []  # (method or "*", action)
+        self.faults: list[list] = []  # [method or "*", action, matching requests to let pass]
         self.served = {"requests": 0, "503": 0, "500": 0, "cut": 0, "refused": 0, "stop": 0}
         self._lock = threading.Lock()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -157,9 +157,16 @@ class FaultProxy:
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def inject(self, action: str, count: int = 1, method: str = "*") -> None:
+    def inject(self, action: str, count: int = 1, method: str = "*", after: int = 0) -> None:
+        """Queue ``count`` faults for requests of ``method``, from the one after the next
+        ``after`` such requests on."""
         with self._lock:
-            self.faults += [(method, action)] * count
+            self.faults += [[method, action, after] for _ in range(count)]
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self.faults)
 
     def close(self) -> None:
         self._closed = True
@@ -174,12 +181,16 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _take(self, method: str) -> str | None:
+        """The first due fault for this request; every fault still waiting counts it."""
         with self._lock:
-            for i, (m, action) in enumerate(self.faults):
-                if m in ("*", method):
-                    del self.faults[i]
-                    return action
-        return None
+            matching = [f for f in self.faults if f[0] in ("*", method)]
+            due = next((f for f in matching if f[2] == 0), None)
+            for f in matching:
+                f[2] = max(0, f[2] - 1) if f is not due else 0
+            if due is None:
+                return None
+            self.faults.remove(due)
+            return due[1]
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -240,6 +251,8 @@ def _read_request(sock: socket.socket) -> tuple[bytes | None, bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
+    if headers.get(b"expect", b"").lower() == b"100-continue":
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore waits for it before a body
     if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
         while not body.endswith(b"0\r\n\r\n"):
             chunk = sock.recv(65536)
@@ -254,7 +267,7 @@ def _read_request(sock: socket.socket) -> tuple[bytes | None, bytes]:
                 break
             body += chunk
     # One request per connection: simpler to relay, and each request meets the current faults.
-    kept = [x for x in lines[1:] if not x.lower().startswith(b"connection:")]
+    kept = [x for x in lines[1:] if not x.lower().startswith((b"connection:", b"expect:"))]
     head = b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n"
     return head, body
 
