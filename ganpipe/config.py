@@ -346,7 +346,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError(
             f"the value of {key} is not valid YAML ({_first_line(exc)})",
             where=f"--set {key}",
@@ -392,10 +392,36 @@ def validate_config(data: Any, source: str = "config") -> Config:
             where=source,
             fix="start from the example in README (store:, dataset:, train: ...)",
         )
+    _check_size(data, source)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc), where=source, fix=_fix_hint(exc)) from None
+
+
+MAX_DEPTH = 32  # nesting a config may have (options dicts included)
+MAX_VALUES = 100_000  # values a config may hold, YAML aliases counted each time they are used
+
+
+def _check_size(data: Any, source: str) -> None:
+    """Refuse configs nested absurdly deep or, through YAML aliases, absurdly large (a
+    "billion laughs" document is a few lines): hashing or saving them would exhaust memory
+    or the stack. The walk stops at the first limit, so it is cheap whatever the input."""
+    stack, seen = [(data, "", 0)], 0
+    while stack:
+        node, path, depth = stack.pop()
+        seen += 1
+        if depth > MAX_DEPTH or seen > MAX_VALUES:
+            raise ConfigError(
+                f"the config is nested deeper than {MAX_DEPTH} levels or holds more than "
+                f"{MAX_VALUES} values (YAML aliases count each use), at {path or 'the top'}",
+                where=f"{source}: {path}" if path else source,
+                fix="write the values out plainly; no ganpipe setting needs this",
+            )
+        if isinstance(node, dict):
+            stack += [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in node.items()]
+        elif isinstance(node, (list, tuple)):
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
 
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
@@ -407,9 +433,15 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(
             f"config file is not valid YAML ({_first_line(exc)})", where=str(path)
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            "config file is nested too deeply to read",
+            where=str(path),
+            fix="write the values out plainly; no ganpipe setting needs this",
         ) from None
     if data is None:
         return {}
@@ -424,13 +456,22 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(_key_part(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{key}: {msg} (got {_short(err.get('input'))})")
     return "invalid config: " + "; ".join(lines)
+
+
+def _key_part(part: Any) -> str:
+    """A key as written in the path; quoted when it could not be told apart otherwise (empty,
+    blank, or holding a dot, colon or semicolon)."""
+    text = str(part)
+    if isinstance(part, int) or (text.strip() == text and text and not set(".:;") & set(text)):
+        return text
+    return repr(text)
 
 
 def _fix_hint(exc: ValidationError) -> str:

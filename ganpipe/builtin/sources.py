@@ -98,7 +98,8 @@ def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator
 def _walk_local(root: str) -> Iterator[tuple[str, dict]]:
     """A local folder's files with just what ingestion needs (far leaner than fsspec's full
     info dicts, which matters at hundreds of thousands of files). Symlinked folders are
-    followed once; links that lead nowhere are listed, so they are reported as unreadable."""
+    followed once; links that lead nowhere or in a loop, and sub-folders that cannot be read,
+    are listed, so they are reported as unreadable instead of stopping the listing."""
     seen, stack = set(), [root]
     while stack:
         folder = stack.pop()
@@ -106,15 +107,25 @@ def _walk_local(root: str) -> Iterator[tuple[str, dict]]:
         if real in seen:
             continue
         seen.add(real)
-        with os.scandir(folder) as entries:
-            for entry in entries:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            if folder == root:
+                raise
+            yield folder, {"type": "other"}
+            continue
+        for entry in entries:
+            try:
                 if entry.is_dir():
                     stack.append(entry.path)
-                elif entry.is_file():
+                    continue
+                if entry.is_file():
                     st = entry.stat()
                     yield entry.path, {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
-                else:
-                    yield entry.path, {"type": "other"}
+                    continue
+            except OSError:  # a symlink loop, a file gone meanwhile
+                pass
+            yield entry.path, {"type": "other"}
 
 
 def manifest_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
