@@ -101,10 +101,43 @@ def load_network(store: RunStore, folder: str, kind: str, registry) -> tuple[tor
             where="model",
             fix="train the model first ('ganpipe train'), or point --model at a model version",
         )
-    meta = store.read_json(description)
-    module = registry.get(kind, meta["name"]).factory(**meta["options"])
-    state = load_safetensors(store.read_bytes(posixpath.join(folder, f"{kind}.safetensors")))
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    fix = "export the model again (rerun 'ganpipe train'), or use another model version"
+    try:
+        meta = store.read_json(description)
+        name, options = meta["name"], dict(meta["options"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"{store.uri(description)} is not a model description ({type(exc).__name__}: "
+            f"{str(exc)[:120]})",
+            where=store.uri(folder),
+            fix=fix,
+        ) from None
+    # The name is only ever looked up among registered components: never imported.
+    component = registry.get(kind, name)
+    try:
+        module = component.factory(**options)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"the exported {kind} options do not fit {name!r} ({component.plugin}): {exc}",
+            where=store.uri(description),
+            fix=fix,
+        ) from None
+    weights = posixpath.join(folder, f"{kind}.safetensors")
+    try:
+        state = load_safetensors(store.read_bytes(weights))
+    except StoreError:
+        raise
+    except Exception as exc:  # safetensors parses only tensors: a bad file is just refused
+        raise StoreError(
+            f"{store.uri(weights)} is not a safetensors file ({type(exc).__name__}: "
+            f"{str(exc)[:120]})",
+            where=store.uri(folder),
+            fix=fix,
+        ) from None
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        missing, unexpected = [str(exc).strip().splitlines()[-1][:160]], []
     if missing or unexpected:
         raise StoreError(
             f"exported {kind} weights do not fit {meta['name']!r} "

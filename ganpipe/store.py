@@ -84,8 +84,21 @@ class RunStore:
 
     # Paths ---------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
-        """Filesystem path of a store-relative location (what ``self.fs`` understands)."""
-        return posixpath.join(self.root, *parts) if parts else self.root
+        """Filesystem path of a store-relative location (what ``self.fs`` understands). A
+        location that leads outside the store (``../``, an absolute path: a manifest or pointer
+        someone edited) is refused, so nothing a store holds can make ganpipe read or write
+        elsewhere."""
+        if not parts:
+            return self.root
+        joined = posixpath.normpath(posixpath.join(self.root, *parts))
+        if joined != self.root and not joined.startswith(self.root.rstrip("/") + "/"):
+            raise StoreDataError(
+                f"{'/'.join(parts)!r} points outside the run store {self.uri()}",
+                where="run store",
+                fix="a manifest or pointer in the store names a path outside it; restore it "
+                "from the stage that wrote it (rerun that stage)",
+            )
+        return joined
 
     def uri(self, *parts: str) -> str:
         """Full URI for people and summaries: a plain path locally, ``s3://...`` otherwise."""
