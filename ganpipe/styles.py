@@ -189,19 +189,20 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
     encoder = encoder_for(registry, dataset, s.encoder, s.encoder_options,
                           config.dataset.image_size, fit_if_missing=True)  # fmt: skip
     n = len(dataset.manifest)
+    plugin = registry.get("style_encoder", s.encoder).plugin
     with step(f"embed with {s.encoder}", total=n) as advance:
         try:
             embeddings = embed_dataset(encoder, dataset, advance)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise PluginError(
-                f"style encoder {s.encoder!r} failed on the dataset's images: "
+                f"style encoder {s.encoder!r} ({plugin}) failed on the dataset's images: "
                 f"{type(exc).__name__}: {exc}",
                 where="ganpipe_style_encoders",
             ) from None
     if embeddings.ndim != 2 or embeddings.shape[0] != n:
         raise PluginError(
-            f"style encoder {s.encoder!r} returned shape {tuple(embeddings.shape)}, "
-            f"expected ({n}, D)",
+            f"style encoder {s.encoder!r} ({plugin}) returned shape "
+            f"{tuple(embeddings.shape)}, expected ({n}, D)",
             where="ganpipe_style_encoders",
         )
 

@@ -45,6 +45,11 @@ class RaisingLoss:
         raise ValueError("this loss is broken")
 
 
+class Unbuildable:
+    def __init__(self):
+        raise RuntimeError("cannot build this loss")
+
+
 class Cropping:
     """An augmentation that does not keep the shape."""
 
@@ -86,7 +91,7 @@ def ganpipe_generators():
 
 @hookimpl
 def ganpipe_losses():
-    return {"float_loss": FloatLoss, "raising_loss": RaisingLoss}
+    return {"float_loss": FloatLoss, "raising_loss": RaisingLoss, "unbuildable": Unbuildable}
 
 
 @hookimpl
