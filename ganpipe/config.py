@@ -119,7 +119,7 @@ class TrainConfig(Section):
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
             "diversity": {"weight": 0.2},
-            "style_consistency": {"weight": 1.0, "interval": 4},
+            "style_consistency": {"weight": 3.0, "interval": 2},
         }
     )
     augmentations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"diffaugment": {}})
