@@ -467,9 +467,9 @@ def _describe(exc: ValidationError) -> str:
 
 def _key_part(part: Any) -> str:
     """A key as written in the path; quoted when it could not be told apart otherwise (empty,
-    blank, or holding a dot, colon or semicolon)."""
+    blank, or holding a dot, colon, semicolon or quote)."""
     text = str(part)
-    if isinstance(part, int) or (text.strip() == text and text and not set(".:;") & set(text)):
+    if isinstance(part, int) or (text.strip() == text and text and not set(".:;'\"") & set(text)):
         return text
     return repr(text)
 

@@ -63,7 +63,8 @@ def outcome(call):
 def named_keys(message: str) -> list[str]:
     """The key paths a validation message reports ("invalid config: a.b: ...; c: ...")."""
     body = message.removeprefix("invalid config: ")
-    return [m.group(1) for m in re.finditer(r"(?:^|; )((?:'[^']*'|[^:;'])+?): ", body)]
+    quoted = r"'(?:[^'\\]|\\.)*'" + "|" + r'"(?:[^"\\]|\\.)*"'
+    return [m.group(1) for m in re.finditer(rf"(?:^|; )((?:{quoted}|[^:;'\"])+?): ", body)]
 
 
 def reachable(data, path: str) -> bool:
