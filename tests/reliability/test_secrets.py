@@ -81,6 +81,10 @@ def test_a_pipeline_run_on_s3_writes_and_logs_no_credentials(tmp_path, moto_prox
         found[str(path)] = leaks(path.read_bytes())
     assert {where: hits for where, hits in found.items() if hits} == {}
     assert len(keys) > 20 and any(p.name.endswith(".db") for p in local)
+    print(
+        f"\nsecrets figures: searched stdout, stderr, {len(keys)} bucket objects and "
+        f"{len(local)} local files ({sum(p.stat().st_size for p in local):,} bytes)"
+    )
 
     # The searches looked where the secrets would be: the run's parameters and artifacts are in
     # Prefect's database, the saved configs in the bucket, masked or as references.
