@@ -372,9 +372,9 @@ def _list(config: Config, registry: Registry) -> list[SourceItem]:
         raise
     except Exception as exc:
         if is_transient(exc):
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
             raise StoreUnavailable(
-                f"the dataset sources could not be listed ({type(exc).__name__}: "
-                f"{str(exc)[:200]})",
+                f"the dataset sources could not be listed ({problem})",
                 where=f"dataset.sources = {config.dataset.sources}",
                 fix="check that the source is up and reachable, then rerun",
             ) from exc
