@@ -81,8 +81,9 @@ def test_fuzzed_values_under_real_and_invented_keys(tmp_path_factory, entries):
     for path, value in entries.items():
         node = data
         for part in path[:-1]:
-            child = node.get(part)
-            node = node.setdefault(part, {}) if isinstance(child, dict) or child is None else {}
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         node[path[-1]] = value
     TALLY["values"] += 1
     file = tmp_path_factory.mktemp("cfg") / "c.yaml"
