@@ -57,7 +57,7 @@ def main() -> None:
     # otherwise decide the ratio. Each round trains a new model version (another seed).
     plain, ours = [], []
     for r in range(args.rounds):
-        plain.append(plain_loop(pixels, labels, args.steps, args.batch, len(table.names))[1])
+        plain.append(plain_loop(pixels, labels, args.steps, args.batch, len(table.names)))
         seeded = load_config(None, [*overrides, f"train.seed={r}"])
         ours.append(train(seeded, store).images_per_second)
         print(f"round {r + 1}: plain {plain[-1]:7.1f} img/s, ganpipe {ours[-1]:7.1f} img/s")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.pipeline import IO_RETRIES, _open
+from flows.pipeline import IO_RETRIES, _open, _validate, secret_safe_flow
 from ganpipe.config import Config, validate_config
 
 
@@ -91,7 +91,7 @@ def task_runner(cfg: Config):
     return DaskTaskRunner(cluster_kwargs={"n_workers": o.dask_workers, "threads_per_worker": 1})
 
 
-@flow(name="ganpipe-generate-chunks")
+@secret_safe_flow(name="ganpipe-generate-chunks")
 def generate_chunks(config: dict[str, Any], chunks: int, model: str, out: str | None) -> int:
     """Every chunk as its own task, on whichever runner this subflow was given; returns the
     number of images written now."""
@@ -101,7 +101,7 @@ def generate_chunks(config: dict[str, Any], chunks: int, model: str, out: str | 
     return sum(f.result()["written"] for f in futures)
 
 
-@flow(name="ganpipe-generate-batch")
+@secret_safe_flow(name="ganpipe-generate-batch")
 def generate_batch(
     config: dict[str, Any],
     model: str = "current",
@@ -114,7 +114,7 @@ def generate_batch(
     ``generate.per_style``; give a style 0 to leave it out); ``filters``: quality filters
     (default ``filter.filters``); ``out``: store URI for the batch (default: the run store).
     Returns the batch's id, URI, counts and report URI."""
-    cfg = validate_config(config, "flow parameter 'config'")
+    cfg = _validate(config)
     params = cfg.model_dump(mode="json")
     if counts is not None:
         params["generate"]["counts"] = {**params["generate"]["counts"], **counts}

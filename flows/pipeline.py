@@ -140,58 +140,73 @@ def train_task(
     return result
 
 
+def _trained_model(store: RunStore, trained: dict[str, Any]):
+    """The version this run trained (not whatever ``current`` names by now: another run may
+    have promoted its own meanwhile)."""
+    from ganpipe import layout
+    from ganpipe.generate import ModelRef
+
+    return ModelRef(store, layout.model_dir(trained["model"], trained["version"]))
+
+
 @task(name="generate", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
 def generate_task(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     from ganpipe.generate import generate
 
+    cfg, store, registry = _open(config)
     with progress_artifacts():
-        return generate(*_open(config)).to_dict()
+        return generate(cfg, store, registry, model=_trained_model(store, trained)).to_dict()
 
 
 @task(name="filter", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
-def filter_task(config: dict[str, Any], generated: dict[str, Any]) -> dict[str, Any]:
+def filter_task(
+    config: dict[str, Any], trained: dict[str, Any], generated: dict[str, Any]
+) -> dict[str, Any]:
+    from ganpipe import layout
     from ganpipe.filter import filter_batch
-    from ganpipe.generate import planned_batch
 
     cfg, store, registry = _open(config)
-    model, folder = planned_batch(cfg, store, registry)
+    folder = layout.batch_dir(generated["batch_id"])
     with progress_artifacts():
-        return filter_batch(cfg, store, folder, model, registry).to_dict()
+        return filter_batch(cfg, store, folder, _trained_model(store, trained), registry).to_dict()
 
 
 @task(name="report", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
-def report_task(config: dict[str, Any], filtered: dict[str, Any]) -> dict[str, Any]:
-    from ganpipe.generate import planned_batch
+def report_task(
+    config: dict[str, Any], trained: dict[str, Any], filtered: dict[str, Any]
+) -> dict[str, Any]:
+    from ganpipe import layout
     from ganpipe.report import report
 
     cfg, store, registry = _open(config)
-    model, folder = planned_batch(cfg, store, registry)
-    return report(cfg, store, folder, model, registry).to_dict()
+    folder = layout.batch_dir(filtered["batch_id"])
+    return report(cfg, store, folder, _trained_model(store, trained), registry).to_dict()
 
 
 def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | None]:
-    """What each stage writes last, for this config and data: a cached task result is trusted
-    only while its marker is in the store."""
+    """What the styles and train stages write last, for this config and data: a cached task
+    result is trusted only while its marker is in the store."""
     from ganpipe import layout
-    from ganpipe.errors import GanpipeError
-    from ganpipe.generate import planned_batch
     from ganpipe.train import planned_version
 
-    found: dict[str, str | None] = {
-        "styles": f"{layout.styles_dir(fingerprint, cfg.style.encoder)}/styles.json"
-    }
     version = planned_version(cfg, store, fingerprint)
-    found["train"] = (
-        f"{layout.model_dir(cfg.model_name, version)}/training.json" if version else None
-    )
+    return {
+        "styles": f"{layout.styles_dir(fingerprint, cfg.style.encoder)}/styles.json",
+        "train": f"{layout.model_dir(cfg.model_name, version)}/training.json" if version else None,
+    }
+
+
+def batch_markers(cfg: Config, store: RunStore, trained: dict[str, Any]) -> dict[str, str | None]:
+    """The same for the batch stages, once the model is known."""
+    from ganpipe.errors import GanpipeError
+    from ganpipe.generate import plan_batch
+
     try:
-        _, batch = planned_batch(cfg, store, load_registry(cfg))
+        folder = plan_batch(cfg, store, model=_trained_model(store, trained)).folder
     except GanpipeError:
-        batch = None
-    for stage, name in (("generate", "manifest.parquet"), ("filter", "filter.json"),
-                        ("report", "report.html")):  # fmt: skip
-        found[stage] = f"{batch}/{name}" if batch else None
-    return found
+        folder = None
+    names = {"generate": "manifest.parquet", "filter": "filter.json", "report": "report.html"}
+    return {stage: f"{folder}/{name}" if folder else None for stage, name in names.items()}
 
 
 @secret_safe_flow(name="ganpipe-pipeline")
@@ -206,9 +221,12 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     done = markers(cfg, store, ingested["fingerprint"])
     styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
     trained = run_cached(train_task, store, done["train"], config=config, styled=styled)
+    done = batch_markers(cfg, store, trained)
     generated = run_cached(generate_task, store, done["generate"], config=config, trained=trained)
-    filtered = run_cached(filter_task, store, done["filter"], config=config, generated=generated)
-    reported = run_cached(report_task, store, done["report"], config=config, filtered=filtered)
+    filtered = run_cached(filter_task, store, done["filter"], config=config, trained=trained,
+                          generated=generated)  # fmt: skip
+    reported = run_cached(report_task, store, done["report"], config=config, trained=trained,
+                          filtered=filtered)  # fmt: skip
     summary = {
         "dataset_fingerprint": ingested["fingerprint"],
         "model_uri": trained["uri"],

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.caching import run_cached
-from flows.pipeline import IO_RETRIES, _open, ingest_task, markers, styles_task, train_task
-from ganpipe.config import validate_config
+from flows.pipeline import (
+    IO_RETRIES,
+    _open,
+    _validate,
+    ingest_task,
+    markers,
+    secret_safe_flow,
+    styles_task,
+    train_task,
+)
 from ganpipe.store import RunStore
 
 
@@ -63,6 +71,7 @@ def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[
 
     cfg, store, registry = _open(config)
     champ = retrain.champion(cfg, store)
+    champ_version = champ.folder.rsplit("/", 1)[-1] if champ is not None else None
     champ_name = champ_metrics = None
     if champ is not None and champ.folder != layout.model_dir(cfg.model_name, trained["version"]):
         champ_name = f"{cfg.model_name}/{champ.folder.rsplit('/', 1)[-1]}"
@@ -78,20 +87,26 @@ def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[
         cfg.retrain.tolerance,
         HIGHER_IS_BETTER,
     )
+    if decision.action == "promoted" and not promote(
+        store, cfg.model_name, trained["version"], expected=champ_version
+    ):
+        decision.action = "kept"
+        decision.reasons.append(
+            "another run changed the current model while this one was evaluated; it is not "
+            "replaced by a model compared with its predecessor"
+        )
     retrain.record(store, layout.model_dir(cfg.model_name, trained["version"]), decision)
-    if decision.action == "promoted":
-        promote(store, cfg.model_name, trained["version"])
     get_run_logger().info("%s %s: %s", decision.action, decision.challenger,
                           "; ".join(decision.reasons))  # fmt: skip
     return decision.to_dict()
 
 
-@flow(name="ganpipe-retrain")
+@secret_safe_flow(name="ganpipe-retrain")
 def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Retrain on new data and promote only a model that is not worse. Returns a summary with
     ``action`` (skipped, promoted or kept), the dataset fingerprint, the model URI and both
     sets of metrics. ``force`` trains even when a model for this data exists."""
-    cfg = validate_config(config, "flow parameter 'config'")  # fail before any work
+    cfg = _validate(config)  # fail before any work
     store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
     fingerprint = ingested["fingerprint"]

@@ -152,6 +152,9 @@ class BatchPlan:
         return f"{self.folder}/chunks/{start:08d}-{stop:08d}.parquet"
 
 
+_ANY = "<any version>"  # promote's default: whatever is current now
+
+
 def current_model(config: Config, store: RunStore) -> ModelRef:
     """The version ``models/<name>/current`` names (what production generation uses)."""
     pointer = layout.model_current(config.model_name)
@@ -165,9 +168,19 @@ def current_model(config: Config, store: RunStore) -> ModelRef:
     return ModelRef(store, layout.model_dir(config.model_name, version))
 
 
-def promote(store: RunStore, model_name: str, version: str) -> str:
-    """Make ``version`` the one production generation uses."""
-    return store.write_text(layout.model_current(model_name), version + "\n")
+def promote(store: RunStore, model_name: str, version: str, expected: str | None = _ANY) -> bool:
+    """Make ``version`` the one production generation uses. Under the model's lock, so two
+    runs promoting at once take turns; with ``expected`` (the version a decision was made
+    against, None for "no current model yet") nothing is written, and False returned, if
+    another run changed ``current`` meanwhile."""
+    pointer = layout.model_current(model_name)
+    with store.lock(f"models/{model_name}/.lock-current"):
+        if expected is not _ANY:
+            now = store.read_text(pointer).strip() if store.exists(pointer) else None
+            if now != expected:
+                return False
+        store.write_text(pointer, version + "\n")
+    return True
 
 
 def latent(seed: int, z_dim: int) -> torch.Tensor:
@@ -742,7 +755,7 @@ def assemble_batch(
         out.write_json(f"{folder}/request.json", {**described, "model": plan.model.uri})
         out.write_text(f"{folder}/config.yaml", config.to_yaml())
         out.write_parquet(previous, manifest)
-    registry.pm.hook.ganpipe_batch_generated(batch=result.to_dict())
+    registry.notify("ganpipe_batch_generated", batch=result.to_dict())
     return result
 
 

@@ -26,11 +26,11 @@ from ganpipe.checkpoints import (
 from ganpipe.config import Config
 from ganpipe.dataset import TrainingImages, load_dataset, to_pixels
 from ganpipe.distributed import World, join, local_device
-from ganpipe.errors import ConfigError, GanpipeError, StoreError
+from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.images import encode, grid
 from ganpipe.mixed_precision import resolve_precision
-from ganpipe.plugins import Registry, load_registry
+from ganpipe.plugins import KINDS, Registry, load_registry
 from ganpipe.progress import log, step
 from ganpipe.store import RunStore, read_uri
 from ganpipe.styles import encoder_for, load_styles
@@ -186,7 +186,11 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         registry.create("augmentation", n, config_key=f"train.augmentations.{n}", **o)
         for n, o in t.augmentations.items()
     ]
-    penalizers = regs + ([loss] if callable(getattr(loss, "d_penalty", None)) else [])
+    checked = _Checked(registry)
+    reg_names = list(t.regularizers)
+    penalizers = [("regularizer", n, r) for n, r in zip(reg_names, regs)]
+    if callable(getattr(loss, "d_penalty", None)):
+        penalizers.append(("loss", t.loss, loss))
     if any(callable(getattr(r, "bind", None)) for r in regs):
         encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options, size)
         context = TrainingContext(encoder.to(device), table.centroids.to(device), table.names)
@@ -265,13 +269,17 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
         if not world.is_main:
             return
         uri = save_checkpoint(store, ckpt_folder, step_no, snapshot(step_no))
-        registry.pm.hook.ganpipe_checkpoint_saved(
-            uri=uri, state=TrainState(step_no, G, D, ema, config)
+        registry.notify(
+            "ganpipe_checkpoint_saved", uri=uri, state=TrainState(step_no, G, D, ema, config)
         )
 
     def augment(x: torch.Tensor) -> torch.Tensor:
-        for a in augs:
-            x = a(x, rng)
+        for name, a in zip(t.augmentations, augs):
+            shape = x.shape
+            x = checked.call("augmentation", name, a, x, rng)
+            if x.shape != shape:
+                problem = f"changed the image shape from {tuple(shape)} to {tuple(x.shape)}"
+                raise checked.error("augmentation", name, problem + "; it must keep it")
         return x
 
     # Main loop.
@@ -294,19 +302,30 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                 # Discriminator step.
                 with precision.autocast():
                     fake = G(z, s)
+                    if fake.shape != real.shape:
+                        raise checked.error(
+                            "generator", config.model.generator,
+                            f"made images of shape {tuple(fake.shape[1:])} for image_size "
+                            f"{size}; expected {tuple(real.shape[1:])}",
+                        )  # fmt: skip
                     real_logits = D(augment(real), s_real)
-                    d_loss = loss.d_loss(real_logits, D(augment(fake.detach()), s))
-                    d_total = _plus(
-                        d_loss, (r.d_penalty(D, real, fake, s_real, step_no) for r in penalizers)
-                    )
+                    d_loss = checked.loss(t.loss, loss.d_loss, real_logits,
+                                          D(augment(fake.detach()), s))  # fmt: skip
+                    d_total = _plus(d_loss, (
+                        checked.call(k, n, r.d_penalty, D, real, fake, s_real, step_no)
+                        for k, n, r in penalizers
+                    ))  # fmt: skip
                 _check_finite(d_total, step_no, "discriminator loss", t, world, device)
                 _optimise(d_total, opt_d, D, scaler_d, world, t.grad_clip)
 
                 # Generator step.
                 with precision.autocast():
                     fake_logits = D(augment(fake), s)
-                    g_loss = loss.g_loss(fake_logits, real_logits.detach())
-                    g_total = _plus(g_loss, (r.g_penalty(fake, z, s, step_no) for r in regs))
+                    g_loss = checked.loss(t.loss, loss.g_loss, fake_logits, real_logits.detach())
+                    g_total = _plus(g_loss, (
+                        checked.call("regularizer", n, r.g_penalty, fake, z, s, step_no)
+                        for n, r in zip(reg_names, regs)
+                    ))  # fmt: skip
                 _check_finite(g_total, step_no, "generator loss", t, world, device)
                 _optimise(g_total, opt_g, G, scaler_g, world, t.grad_clip)
             except NonFiniteLoss as exc:
@@ -346,8 +365,10 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
                     for name, value in metrics.items():
                         if name != "step":
                             board.add_scalar(f"train/{name}", value, step_no)
-                registry.pm.hook.ganpipe_train_step_end(
-                    state=TrainState(step_no, G, D, ema, config), metrics=metrics
+                registry.notify(
+                    "ganpipe_train_step_end",
+                    state=TrainState(step_no, G, D, ema, config),
+                    metrics=metrics,
                 )
             if step_no % t.checkpoint_every == 0 and step_no < t.steps:
                 checkpoint(step_no)
@@ -445,6 +466,40 @@ def _check_finite(value: torch.Tensor, step_no: int, what: str, t, world: World,
             fix=fix + " (a new model version, trained from scratch); this run's checkpoints "
             "are kept",
         )
+
+
+class _Checked:
+    """Calls into plugin components; what goes wrong there is named as the plugin's fault
+    (component, plugin, hook) instead of surfacing as a traceback from deep in the loop."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def error(self, kind: str, name: str, problem: str) -> PluginError:
+        plugin = self.registry.get(kind, name).plugin
+        return PluginError(
+            f"{kind} {name!r} ({plugin}) {problem}",
+            where=KINDS[kind][0],
+            fix="fix or replace the plugin ('ganpipe plugins' lists where each component "
+            "comes from), or choose another component in the config",
+        )
+
+    def call(self, kind: str, name: str, fn, *args):
+        try:
+            return fn(*args)
+        except GanpipeError:
+            raise
+        except Exception as exc:
+            raise self.error(kind, name, f"failed: {type(exc).__name__}: {exc}") from exc
+
+    def loss(self, name: str, fn, *args) -> torch.Tensor:
+        value = self.call("loss", name, fn, *args)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            got = type(value).__name__ if not isinstance(value, torch.Tensor) else (
+                f"a tensor of shape {tuple(value.shape)}"
+            )  # fmt: skip
+            raise self.error("loss", name, f"returned {got}; a loss must return a scalar tensor")
+        return value
 
 
 def _optimise(loss, opt, module, scaler, world: World, grad_clip: float | None) -> None:

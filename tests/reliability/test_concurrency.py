@@ -110,15 +110,6 @@ def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(t
     assert store.read_json(".lock-x")["id"] == "live"  # a live holder's lock is left alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generate.promote writes models/<name>/current without the lock, so the retrain "
-    "gate's read-champion / evaluate / promote can interleave with another run's promotion "
-    "(a challenger compared with an old champion replaces a newer one). promote should take "
-    "store.lock(f'models/{model_name}/.lock-current') around the write and accept the champion "
-    "version the decision was made against (e.g. expected=...), returning False without "
-    "writing when current changed meanwhile; flows/retrain.py's gate then passes it",
-)
 def test_promote_takes_the_current_lock(tmp_path, monkeypatch):
     from ganpipe.generate import promote
 
@@ -237,17 +228,6 @@ def test_pipeline_runs_at_once_on_one_store_never_corrupt_each_other(tmp_path):
     assert current in (out["a"]["version"], out["b"]["version"])  # one of them, whole
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/pipeline.py: generate_task, filter_task and report_task use the model that "
-    "models/<name>/current names (generate(...) without model=, planned_batch), not the version "
-    "train_task just trained. Two pipeline runs of one model name with different settings at "
-    "once: run A promotes vA, run B promotes vB, then A generates, filters and reports with vB "
-    "(A's summary pairs its model_uri with B's batch). Fix: generate_task passes "
-    "model=ModelRef(store, layout.model_dir(trained['model'], trained['version'])); filter_task "
-    "and report_task take the batch from generated['batch_id'] (layout.batch_dir) and the model "
-    "from generated['model'] instead of planned_batch",
-)
 def test_a_pipeline_run_generates_from_the_model_it_trained(tmp_path, prefect_harness):
     from flows.pipeline import generate_task, train_task
     from ganpipe.styles import styles

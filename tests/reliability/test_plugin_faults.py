@@ -89,38 +89,14 @@ def test_a_style_encoder_that_raises_or_returns_the_wrong_shape_is_named(
     assert problem in err.value.message or "shape" in err.value.message
 
 
-FIX = (
-    " Fix in train.py: on the first step check what the component returned and raise "
-    'PluginError(f"{kind} {name!r} ({registry.get(kind, name).plugin}) ...", where=<hook>).'
-)
-
-
-def train_bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"train.py: {reason}.{FIX}")
-
-
 @pytest.mark.parametrize(
     "override, hook",
     [
-        pytest.param("model.generator=wrong_shape", "ganpipe_generators", marks=train_bug(
-            "a generator returning 8x8 images for image_size 16 is not noticed at all: the "
-            "discriminators pool any size, so training 'succeeds' and exports a model whose "
-            "samples are the wrong size")),
-        pytest.param("train.loss=float_loss", "ganpipe_losses", marks=train_bug(
-            "a loss returning a Python float ends in a raw TypeError from torch.isfinite in "
-            "_check_finite")),
-        pytest.param("train.loss=raising_loss", "ganpipe_losses", marks=train_bug(
-            "a loss whose d_loss raises ValueError propagates it raw (the CLI calls it a "
-            "ganpipe bug)")),
-        pytest.param("train.augmentations={cropping: {}}", "ganpipe_augmentations",
-                     marks=train_bug("an augmentation that halves the image size (the hookspec "
-                                     "says it must keep the shape) is not noticed: training runs "
-                                     "on cropped reals and fakes")),
-        pytest.param("step_hook", "ganpipe_train_step_end", marks=train_bug(
-            "an exception in a ganpipe_train_step_end hook propagates raw; call event hooks "
-            "through Registry.notify(hook, **kwargs), which raises PluginError naming plugin "
-            "and hook (test_train's SimulatedCrash tests then expect PluginError whose "
-            "__cause__ is SimulatedCrash)")),
+        ("model.generator=wrong_shape", "ganpipe_generators"),
+        ("train.loss=float_loss", "ganpipe_losses"),
+        ("train.loss=raising_loss", "ganpipe_losses"),
+        ("train.augmentations={cropping: {}}", "ganpipe_augmentations"),
+        ("step_hook", "ganpipe_train_step_end"),
     ],
 )  # fmt: skip
 @pytest.mark.slow
@@ -133,12 +109,6 @@ def test_a_training_component_or_observer_that_misbehaves_is_named(prepared, ove
     assert_names(err.value, hook)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generate.py calls registry.pm.hook.ganpipe_batch_generated directly: a raising "
-    "observer surfaces as a raw exception; call it through Registry.notify('ganpipe_batch_"
-    "generated', batch=...) so the error names the plugin and the hook",
-)
 def test_a_batch_observer_that_raises_is_named(prepared):
     faulty.FAIL["batch_generated"] = True
     cfg = config(prepared, "generate.per_style=1")

@@ -110,13 +110,6 @@ def test_flow_parameters_reach_prefect_masked_and_a_masked_secret_is_refused(tmp
     assert "store.storage_options.secret" in err.value.message and "${ENV_VAR}" in err.value.fix
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/retrain.py defines its flow with @flow: Prefect stores its 'config' parameter "
-    "(literal S3 secrets included) in its database and shows it in the UI. Use "
-    "flows.pipeline.secret_safe_flow(name='ganpipe-retrain') instead of @flow, and "
-    "flows.pipeline._validate (masked-secret check) instead of validate_config at its start",
-)
 def test_the_retrain_flow_stores_its_parameters_masked(tmp_path):
     from flows.retrain import retrain
 
