@@ -72,7 +72,8 @@ def test_stage_commands_run_alone_in_order_on_one_store(tmp_path):
     from ganpipe.demo import render
 
     render("rings", 999).save(tmp_path / "ref.png")
-    matched = ganpipe("styles", *args, "--reference", str(tmp_path / "ref.png"))
+    matched = ganpipe("styles", *args, "--reference", str(tmp_path / "ref.png"),
+                      env={"COLUMNS": "400"})  # fmt: skip
     assert matched.returncode == 0 and "nearest style" in matched.stdout
     assert "inputs" in tally and "accepted" in tally and "72" in tally and "manifest:" in tally
     assert "report: " in done.stdout

@@ -82,9 +82,10 @@ def test_server_stopped_mid_write_and_restarted_the_flow_task_retries_and_comple
     moto, proxy, make_bucket = moto_proxy
     bucket = make_bucket()
     cfg = load_config(None, s3_config(bucket, proxy.endpoint, labelled_folder))
-    # Moto stops as the third shard upload arrives (that upload fails) and starts 5 s later:
-    # longer than the client's own retries, so the ingest task fails and Prefect retries it.
-    proxy.inject("stop:5", 1, method="PUT", after=2)
+    # Moto stops as the third shard upload arrives (that upload fails) and starts 12 s later:
+    # far longer than the client's own retries (a few seconds even on a loaded machine), so the
+    # ingest task fails and Prefect retries it; its retry delays (2 s, then 10 s) outlast it.
+    proxy.inject("stop:12", 1, method="PUT", after=2)
     state = ingest_task(cfg.model_dump(mode="json"), return_state=True)
     assert state.is_completed(), state.message
     with get_client(sync_client=True) as client:
