@@ -11,9 +11,10 @@ Three judgements, per style then averaged:
     python benchmarks/quality_per_minute.py [--minutes M] [--per-style 256]
 
 Both get the same wall-clock budget (--minutes, default the config's train.max_minutes), spent
-in alternating slices of --slice seconds (default 60), so a machine that is busier at one moment than another
-slows both alike. ganpipe's slices are real `train` calls that stop at their time budget and
-resume from the checkpoint, so its checkpoint, resume and export costs are inside its budget.
+in alternating slices of --slice seconds (default 60), so a machine that is busier at one moment
+than another slows both alike. ganpipe's slices are real `train` calls that stop at their time
+budget and resume from the checkpoint, so its checkpoint, resume and export costs are inside its
+budget.
 """
 
 from __future__ import annotations

@@ -112,6 +112,25 @@ def tiny_overrides(root: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
+    """Ingest the tiny demo into ``root``, find its styles, train and promote a model: the
+    starting point of every test that needs a trained model. Returns ``root``."""
+    from ganpipe.config import load_config
+    from ganpipe.generate import promote
+    from ganpipe.ingest import ingest
+    from ganpipe.store import RunStore
+    from ganpipe.styles import styles
+    from ganpipe.train import train
+
+    cfg = load_config(None, overrides if overrides is not None else tiny_overrides(root))
+    store = RunStore.from_config(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    result = train(cfg, store)
+    promote(store, result.model, result.version)
+    return root
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     from ganpipe.config import load_config

@@ -12,12 +12,10 @@ from ganpipe.config import load_config
 from ganpipe.dataset import load_dataset, to_tensor
 from ganpipe.errors import ConfigError
 from ganpipe.evaluate import HIGHER_IS_BETTER, evaluate
-from ganpipe.generate import ModelRef, current_model, promote
-from ganpipe.ingest import ingest
+from ganpipe.generate import ModelRef, current_model
 from ganpipe.store import RunStore
-from ganpipe.styles import load_styles, styles
-from ganpipe.train import train
-from tests.conftest import tiny_overrides
+from ganpipe.styles import load_styles
+from tests.conftest import tiny_overrides, train_tiny_model
 
 # Every test here shares one tiny model trained in about 20 s.
 pytestmark = pytest.mark.slow
@@ -84,13 +82,7 @@ def ganpipe_generators():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    result = train(cfg, store)
-    promote(store, result.model, result.version)
-    return root
+    return train_tiny_model(root)
 
 
 def cfg_for(root, *extra):

@@ -3,12 +3,8 @@
 import pytest
 
 from ganpipe.config import load_config
-from ganpipe.generate import promote
-from ganpipe.ingest import ingest
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -16,13 +12,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("batchflow") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    result = train(cfg, store)
-    promote(store, result.model, result.version)
-    return root
+    return train_tiny_model(root)
 
 
 def test_a_batch_is_a_few_chunk_tasks_and_reruns_write_nothing(trained, tmp_path,

@@ -7,26 +7,17 @@ import torch
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, PluginError, StoreError
 from ganpipe.filter import filter_batch
-from ganpipe.generate import ModelRef, current_model, generate, planned_batch, promote
-from ganpipe.ingest import ingest
+from ganpipe.generate import ModelRef, current_model, generate, planned_batch
 from ganpipe.plugins import load_registry
 from ganpipe.report import report
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_tiny_model
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    result = train(cfg, store)
-    promote(store, result.model, result.version)
-    return root
+    return train_tiny_model(root)
 
 
 def cfg_for(root, *extra):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_har
 
     first = retrain(config=cfg.model_dump(mode="json"))
     assert first["action"] == "promoted" and first["champion"] is None
-    assert "ganpipe model demo/" in open(first["report_uri"]).read()  # the model's report
+    assert "ganpipe model demo/" in Path(first["report_uri"]).read_text()  # the model report
     assert store.read_text("models/demo/current").strip() == first["model_version"]
 
     again = retrain(config=cfg.model_dump(mode="json"))

@@ -16,12 +16,10 @@ import pytest
 
 import ganpipe.store as store_module
 from ganpipe.config import load_config
-from ganpipe.generate import generate, promote
+from ganpipe.generate import generate
 from ganpipe.ingest import ingest
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
-from tests.conftest import tiny_overrides, write_png
+from tests.conftest import tiny_overrides, train_tiny_model, write_png
 from tests.reliability.conftest import ganpipe, sets, store_problems, working_files
 
 pytestmark = pytest.mark.slow
@@ -144,13 +142,7 @@ def test_a_running_ingests_staging_is_never_swept(corpus, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash-generate") / "store"
-    cfg = load_config(None, generate_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    result = train(cfg, store)
-    promote(store, result.model, result.version)
-    return root
+    return train_tiny_model(root, generate_overrides(root))
 
 
 def generate_overrides(root) -> list[str]:
