@@ -193,11 +193,9 @@ def _strips(generator, table: StyleTable) -> str:
     z = latent(0, generator.z_dim).expand(FRAMES, -1)
     t = torch.linspace(0, 1, FRAMES)[:, None]
     rows = []
-    for a in range(n):
-        b = (a + 1) % n
-        if n == 2 and a == 1:
-            break
-        onehot = torch.eye(n)
+    pairs = [(a, (a + 1) % n) for a in range(n if n > 2 else 1)]  # two styles: one strip
+    onehot = torch.eye(n)
+    for a, b in pairs:
         cond = generator.condition(torch.lerp(onehot[a].expand(FRAMES, -1),
                                               onehot[b].expand(FRAMES, -1), t))  # fmt: skip
         px = to_pixels(generator.render(z, cond))
