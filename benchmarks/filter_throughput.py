@@ -23,14 +23,14 @@ import time
 import torch
 
 from ganpipe.config import DEFAULT_FILTERS, load_config
-from ganpipe.dataset import load_dataset
-from ganpipe.filter import batch_context, filter_batch
-from ganpipe.generate import generate, planned_batch, promote
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.data.dataset import load_dataset
+from ganpipe.registry import load_registry
+from ganpipe.stages.filter import batch_context, filter_batch
+from ganpipe.stages.generate import generate, planned_batch, promote
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
+from ganpipe.training.train import train
 
 
 def timed(fn, *args) -> float:

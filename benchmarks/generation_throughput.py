@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ganpipe import layout
 from ganpipe.builtin.nets import DCGANGenerator
-from ganpipe.checkpoints import export_network
 from ganpipe.config import load_config
-from ganpipe.dataset import to_pixels
-from ganpipe.generate import ModelRef, generate, latent
-from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable
+from ganpipe.data.dataset import to_pixels
+from ganpipe.stages.generate import ModelRef, generate, latent
+from ganpipe.stages.styles import StyleTable
+from ganpipe.store import RunStore, layout
+from ganpipe.store.checkpoints import export_network
 
 STYLES = 6
 SIZE = 64
@@ -58,8 +57,8 @@ def make_model(root: str) -> ModelRef:
 
 def naive(model: ModelRef, target: Path, per_style: int, batch: int) -> int:
     """Render a batch, then save each image with PIL (PNG, its default compression)."""
-    from ganpipe.checkpoints import load_network
-    from ganpipe.plugins import load_registry
+    from ganpipe.registry import load_registry
+    from ganpipe.store.checkpoints import load_network
 
     generator, _ = load_network(
         model.store, model.folder, "generator", load_registry(load_config())
@@ -85,10 +84,10 @@ def ours(model: ModelRef, target: Path, per_style: int, batch: int, *extra: str)
 
 def profile(model: ModelRef, target: Path, per_style: int, batch: int) -> None:
     """Where the time goes: rendering alone (each way), PNG encoding alone, store writes."""
-    from ganpipe.checkpoints import load_network
-    from ganpipe.generate import Renderer, plan_batch
-    from ganpipe.images import encode
-    from ganpipe.plugins import load_registry
+    from ganpipe.data.images import encode
+    from ganpipe.registry import load_registry
+    from ganpipe.stages.generate import Renderer, plan_batch
+    from ganpipe.store.checkpoints import load_network
 
     cfg = load_config(None, [f"store.root={target}", f"generate.per_style={per_style}"])
     registry = load_registry(cfg)

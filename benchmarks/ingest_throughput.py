@@ -47,8 +47,8 @@ def ganpipe_ingest(folder: Path, store: Path, workers: int = 0) -> dict:
     code = f"""
 import json, resource, time
 from ganpipe.config import load_config
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.stages.ingest import ingest
+from ganpipe.registry import load_registry
 from ganpipe.store import RunStore
 cfg = load_config(None, ["store.root={store}", "dataset.sources=[{folder}]",
                          "dataset.image_size={SIZE}", "dataset.name=bench",

@@ -23,14 +23,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ganpipe-bench-prefect-"))
 
 from ganpipe.config import load_config  # noqa: E402
-from ganpipe.filter import filter_batch  # noqa: E402
-from ganpipe.generate import generate, planned_batch, promote  # noqa: E402
-from ganpipe.ingest import ingest  # noqa: E402
-from ganpipe.plugins import load_registry  # noqa: E402
-from ganpipe.report import report  # noqa: E402
+from ganpipe.registry import load_registry  # noqa: E402
+from ganpipe.stages.filter import filter_batch  # noqa: E402
+from ganpipe.stages.generate import generate, planned_batch, promote  # noqa: E402
+from ganpipe.stages.ingest import ingest  # noqa: E402
+from ganpipe.stages.report import report  # noqa: E402
+from ganpipe.stages.styles import styles  # noqa: E402
 from ganpipe.store import RunStore  # noqa: E402
-from ganpipe.styles import styles  # noqa: E402
-from ganpipe.train import train  # noqa: E402
+from ganpipe.training.train import train  # noqa: E402
 
 
 def direct(cfg) -> float:
@@ -90,7 +90,7 @@ def main() -> None:
         # Per-task cost of generation chunks: one batch as many chunk tasks (the subflow the
         # generate_batch flow runs) vs one direct call making the same images.
         from flows.generate_batch import generate_chunks
-        from ganpipe.generate import plan_batch
+        from ganpipe.stages.generate import plan_batch
 
         root = tempfile.mkdtemp(prefix="ganpipe-bench-chunks-")
         base = config_for(root, 50)

@@ -31,16 +31,16 @@ from _reference import PlainDCGAN
 from torch import nn
 from torch.nn import functional as F
 
-from ganpipe.checkpoints import load_network
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset, to_tensor
-from ganpipe.generate import latent
-from ganpipe.ingest import ingest
-from ganpipe.metrics import frechet_distance
-from ganpipe.plugins import load_registry
+from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.registry import load_registry
+from ganpipe.stages.generate import latent
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stats.metrics import frechet_distance
 from ganpipe.store import RunStore
-from ganpipe.styles import load_styles, styles
-from ganpipe.train import train
+from ganpipe.store.checkpoints import load_network
+from ganpipe.training.train import train
 
 
 class StyleClassifier(nn.Module):

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganpipe.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.data.dataset import load_dataset
+from ganpipe.registry import load_registry
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import embed, embed_dataset, encoder_for
+from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.store import RunStore
-from ganpipe.styles import embed, embed_dataset, encoder_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corpus import make_corpus  # noqa: E402

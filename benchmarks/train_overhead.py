@@ -17,11 +17,11 @@ import torch
 from _reference import plain_loop
 
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset
-from ganpipe.ingest import ingest
+from ganpipe.data.dataset import load_dataset
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import load_styles, styles
 from ganpipe.store import RunStore
-from ganpipe.styles import load_styles, styles
-from ganpipe.train import train
+from ganpipe.training.train import train
 
 
 def main() -> None:

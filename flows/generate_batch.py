@@ -19,7 +19,7 @@ from ganpipe.config import Config, validate_config
 
 
 def _model_and_out(cfg: Config, store, model: str, out: str | None):
-    from ganpipe.generate import ModelRef, current_model
+    from ganpipe.stages.generate import ModelRef, current_model
     from ganpipe.store import RunStore
 
     ref = current_model(cfg, store) if model == "current" else ModelRef(
@@ -31,7 +31,7 @@ def _model_and_out(cfg: Config, store, model: str, out: str | None):
 
 @task(name="generate-chunk", cache_policy=NO_CACHE, **IO_RETRIES)
 def generate_chunk_task(config: dict[str, Any], index: int, model: str, out: str | None):
-    from ganpipe.generate import generate_chunk
+    from ganpipe.stages.generate import generate_chunk
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
@@ -40,7 +40,7 @@ def generate_chunk_task(config: dict[str, Any], index: int, model: str, out: str
 
 @task(name="assemble-batch", cache_policy=NO_CACHE, **IO_RETRIES)
 def assemble_task(config: dict[str, Any], model: str, out: str | None, written: int):
-    from ganpipe.generate import assemble_batch
+    from ganpipe.stages.generate import assemble_batch
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
@@ -50,8 +50,8 @@ def assemble_task(config: dict[str, Any], model: str, out: str | None, written: 
 @task(name="filter-batch", cache_policy=NO_CACHE, **IO_RETRIES)
 def filter_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
     """One task per batch: near-duplicates and top-k compare across the whole batch."""
-    from ganpipe import layout
-    from ganpipe.filter import filter_batch
+    from ganpipe.stages.filter import filter_batch
+    from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
@@ -61,8 +61,8 @@ def filter_batch_task(config: dict[str, Any], model: str, out: str | None, batch
 
 @task(name="report-batch", cache_policy=NO_CACHE, **IO_RETRIES)
 def report_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
-    from ganpipe import layout
-    from ganpipe.report import report
+    from ganpipe.stages.report import report
+    from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
@@ -122,7 +122,7 @@ def generate_batch(
         params["filter"]["filters"] = list(filters)
     cfg = validate_config(params, "flow parameters")
 
-    from ganpipe.generate import plan_batch
+    from ganpipe.stages.generate import plan_batch
     from ganpipe.store import RunStore
 
     store = RunStore.from_config(cfg)

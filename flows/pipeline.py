@@ -20,10 +20,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.caching import CACHED, content_key, run_cached
-from flows.progress import progress_artifacts
+from flows.progress_artifacts import progress_artifacts
 from ganpipe.config import Config, masked_secrets, redact, validate_config
 from ganpipe.errors import ConfigError, GanpipeError
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 from ganpipe.store import RunStore
 
 
@@ -92,7 +92,7 @@ def _validate(config: dict[str, Any]) -> Config:
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
 def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
-    from ganpipe.ingest import ingest
+    from ganpipe.stages.ingest import ingest
 
     with progress_artifacts():
         result = ingest(*_open(config)).to_dict()
@@ -108,7 +108,7 @@ def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
 
 @task(name="styles", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
 def styles_task(config: dict[str, Any], ingested: dict[str, Any]) -> dict[str, Any]:
-    from ganpipe.styles import styles
+    from ganpipe.stages.styles import styles
 
     with progress_artifacts():
         result = styles(*_open(config)).to_dict()
@@ -121,8 +121,8 @@ def train_task(
     config: dict[str, Any], styled: dict[str, Any], promote: bool = True
 ) -> dict[str, Any]:
     """Train (or reuse) the model version; ``promote`` makes it production's current one."""
-    from ganpipe import generate
-    from ganpipe.train import train
+    from ganpipe.stages import generate
+    from ganpipe.training.train import train
 
     cfg, store, registry = _open(config)
     with progress_artifacts():
@@ -143,15 +143,15 @@ def train_task(
 def _trained_model(store: RunStore, trained: dict[str, Any]):
     """The version this run trained (not whatever ``current`` names by now: another run may
     have promoted its own meanwhile)."""
-    from ganpipe import layout
-    from ganpipe.generate import ModelRef
+    from ganpipe.stages.generate import ModelRef
+    from ganpipe.store import layout
 
     return ModelRef(store, layout.model_dir(trained["model"], trained["version"]))
 
 
 @task(name="generate", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
 def generate_task(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    from ganpipe.generate import generate
+    from ganpipe.stages.generate import generate
 
     cfg, store, registry = _open(config)
     with progress_artifacts():
@@ -162,8 +162,8 @@ def generate_task(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
 def filter_task(
     config: dict[str, Any], trained: dict[str, Any], generated: dict[str, Any]
 ) -> dict[str, Any]:
-    from ganpipe import layout
-    from ganpipe.filter import filter_batch
+    from ganpipe.stages.filter import filter_batch
+    from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     folder = layout.batch_dir(generated["batch_id"])
@@ -175,8 +175,8 @@ def filter_task(
 def report_task(
     config: dict[str, Any], trained: dict[str, Any], filtered: dict[str, Any]
 ) -> dict[str, Any]:
-    from ganpipe import layout
-    from ganpipe.report import report
+    from ganpipe.stages.report import report
+    from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     folder = layout.batch_dir(filtered["batch_id"])
@@ -186,8 +186,8 @@ def report_task(
 def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | None]:
     """What the styles and train stages write last, for this config and data: a cached task
     result is trusted only while its marker is in the store."""
-    from ganpipe import layout
-    from ganpipe.train import planned_version
+    from ganpipe.store import layout
+    from ganpipe.training.train import planned_version
 
     version = planned_version(cfg, store, fingerprint)
     return {
@@ -199,7 +199,7 @@ def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | N
 def batch_markers(cfg: Config, store: RunStore, trained: dict[str, Any]) -> dict[str, str | None]:
     """The same for the batch stages, once the model is known."""
     from ganpipe.errors import GanpipeError
-    from ganpipe.generate import plan_batch
+    from ganpipe.stages.generate import plan_batch
 
     try:
         folder = plan_batch(cfg, store, model=_trained_model(store, trained)).folder

@@ -3,7 +3,7 @@
 ingest -> (stop if a model was already trained on exactly this data) -> styles -> train ->
 evaluate -> promote the challenger only if it is not worse than the current model (champion)
 beyond ``retrain.tolerance`` on the ``retrain.gate`` metrics. Wiring only; the decision rule
-lives in ``ganpipe.retrain``.
+lives in ``ganpipe.stages.gate``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ganpipe.store import RunStore
 
 @task(name="find-trained-model", cache_policy=NO_CACHE, **IO_RETRIES)
 def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
-    from ganpipe.retrain import trained_version_for
+    from ganpipe.stages.gate import trained_version_for
 
     cfg, store, _ = _open(config)
     return trained_version_for(store, cfg.model_name, fingerprint)
@@ -39,8 +39,8 @@ def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
 @task(name="evaluate", cache_policy=NO_CACHE, **IO_RETRIES)
 def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> dict[str, Any]:
     """Evaluate the model at ``model_uri`` (default: the current one)."""
-    from ganpipe.evaluate import evaluate
-    from ganpipe.generate import ModelRef
+    from ganpipe.stages.evaluate import evaluate
+    from ganpipe.stages.generate import ModelRef
     from ganpipe.store import RunStore
 
     cfg, store, registry = _open(config)
@@ -52,8 +52,8 @@ def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> dict[
 
 @task(name="model-report", cache_policy=NO_CACHE, **IO_RETRIES)
 def model_report_task(config: dict[str, Any], model_uri: str) -> dict[str, Any]:
-    from ganpipe.generate import ModelRef
-    from ganpipe.report import model_report
+    from ganpipe.stages.generate import ModelRef
+    from ganpipe.stages.report import model_report
     from ganpipe.store import RunStore
 
     cfg, store, registry = _open(config)
@@ -65,9 +65,10 @@ def model_report_task(config: dict[str, Any], model_uri: str) -> dict[str, Any]:
 def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[str, Any]):
     """Compare with the champion (its stored evaluation, or a fresh one), decide, record the
     decision beside the challenger and promote it if it won."""
-    from ganpipe import layout, retrain
-    from ganpipe.evaluate import HIGHER_IS_BETTER, evaluate
-    from ganpipe.generate import promote
+    from ganpipe.stages import gate as retrain
+    from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
+    from ganpipe.stages.generate import promote
+    from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     champ = retrain.champion(cfg, store)

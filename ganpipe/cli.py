@@ -230,7 +230,7 @@ def ingest(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None
     """Validate and normalise the dataset sources into the store; quarantine bad inputs."""
 
     def body():
-        from ganpipe.ingest import ingest as stage
+        from ganpipe.stages.ingest import ingest as stage
         from ganpipe.store import RunStore
 
         cfg = _load(config, set_)
@@ -265,9 +265,9 @@ def styles(
     """Embed the dataset with the style encoder and group it into styles; print the table."""
 
     def body():
+        from ganpipe.stages.styles import match_reference
+        from ganpipe.stages.styles import styles as stage
         from ganpipe.store import RunStore
-        from ganpipe.styles import match_reference
-        from ganpipe.styles import styles as stage
 
         cfg = _load(config, set_)
         store = RunStore.from_config(cfg)
@@ -308,9 +308,9 @@ def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
     Under torchrun (e.g. torchrun --nproc_per_node=2 -m ganpipe train) it trains data-parallel."""
 
     def body():
-        from ganpipe.generate import promote
+        from ganpipe.stages.generate import promote
         from ganpipe.store import RunStore
-        from ganpipe.train import train as stage
+        from ganpipe.training.train import train as stage
 
         cfg = _load(config, set_)
         store = RunStore.from_config(cfg)
@@ -370,8 +370,8 @@ def generate(
     interpolation (frames, strip.png, animation.gif); or samples in a reference image's style."""
 
     def body():
-        from ganpipe.generate import ModelRef
-        from ganpipe.generate import generate as stage
+        from ganpipe.stages.generate import ModelRef
+        from ganpipe.stages.generate import generate as stage
         from ganpipe.store import RunStore
 
         values: dict[str, Any] = {
@@ -429,10 +429,10 @@ def _on_planned_batch(
     ``generate`` made for this config."""
 
     def body():
-        from ganpipe.filter import filter_batch, open_batch
-        from ganpipe.generate import planned_batch
-        from ganpipe.plugins import load_registry
-        from ganpipe.report import report as report_stage
+        from ganpipe.registry import load_registry
+        from ganpipe.stages.filter import filter_batch, open_batch
+        from ganpipe.stages.generate import planned_batch
+        from ganpipe.stages.report import report as report_stage
         from ganpipe.store import RunStore
 
         stage = {"filter": filter_batch, "report": report_stage}[stage_name]
@@ -473,8 +473,8 @@ def report(
     else:
 
         def body():
-            from ganpipe.generate import ModelRef, current_model
-            from ganpipe.report import model_report
+            from ganpipe.stages.generate import ModelRef, current_model
+            from ganpipe.stages.report import model_report
             from ganpipe.store import RunStore
 
             cfg = _load(config, set_)
@@ -508,8 +508,8 @@ def evaluate(
     accuracy, diversity) and write evaluation.json beside it."""
 
     def body():
-        from ganpipe.evaluate import evaluate as stage
-        from ganpipe.generate import ModelRef
+        from ganpipe.stages.evaluate import evaluate as stage
+        from ganpipe.stages.generate import ModelRef
         from ganpipe.store import RunStore
 
         overrides = list(set_)
@@ -524,7 +524,7 @@ def evaluate(
     result = _with_progress(body)
     from rich.table import Table
 
-    from ganpipe.evaluate import HIGHER_IS_BETTER
+    from ganpipe.stages.evaluate import HIGHER_IS_BETTER
 
     spaces = result["spaces"]
     table = Table("metric", "better", *spaces, title=f"evaluation of {result['model']}")
@@ -552,7 +552,7 @@ def plugins(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> Non
     """List every registered component and the plugin that supplied it."""
 
     def body():
-        from ganpipe.plugins import load_registry
+        from ganpipe.registry import load_registry
 
         return load_registry(_load(config, set_)).all()
 
@@ -589,7 +589,7 @@ def deploy(
     scheduled retrains, generate-batch) with the server PREFECT_API_URL names."""
 
     def body():
-        from ganpipe.deploy import deploy as register
+        from flows.deploy import deploy as register
 
         def say(line: str) -> None:
             console.print(line, highlight=False)
@@ -631,7 +631,7 @@ def demo_data(
     """Write the built-in demo dataset as PNG files, one sub-folder per style."""
 
     def body():
-        from ganpipe.demo import STYLES, write_demo_dataset
+        from ganpipe.data.demo import STYLES, write_demo_dataset
 
         write_demo_dataset(target, per_style)
         return len(STYLES) * per_style

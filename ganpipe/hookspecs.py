@@ -115,8 +115,9 @@ def ganpipe_quality_filters() -> dict[str, Any]:
 
     Each factory is called as ``factory(**options)`` and must return an object with a
     ``higher_is_better: bool`` attribute and ``score(context) -> (scores, passed)``: two
-    arrays with one entry per candidate image. ``context`` is a ``ganpipe.filter.FilterContext``
-    holding the candidates, the real data, the style encoder and the discriminator.
+    arrays with one entry per candidate image. ``context`` is a
+    ``ganpipe.stages.filter.FilterContext`` holding the candidates, the real data, the style
+    encoder and the discriminator.
 
     Return a mapping of name to factory, or an empty mapping.
     """
@@ -128,8 +129,8 @@ def ganpipe_sources() -> dict[str, Any]:
     (``.csv``): the first match of suffix, then scheme, handles a ``dataset.sources`` entry.
 
     Each factory is called as ``factory(uri=str, config=DatasetConfig, storage_options=dict)``
-    and must return an iterable of ``ganpipe.sources.SourceItem`` (URI, label, and a callable
-    that returns the raw bytes).
+    and must return an iterable of ``ganpipe.data.source_listing.SourceItem`` (URI, label, and a
+    callable that returns the raw bytes).
 
     Return a mapping of name to factory, or an empty mapping.
     """

@@ -116,11 +116,11 @@ def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     """Ingest the tiny demo into ``root``, find its styles, train and promote a model: the
     starting point of every test that needs a trained model. Returns ``root``."""
     from ganpipe.config import load_config
-    from ganpipe.generate import promote
-    from ganpipe.ingest import ingest
+    from ganpipe.stages.generate import promote
+    from ganpipe.stages.ingest import ingest
+    from ganpipe.stages.styles import styles
     from ganpipe.store import RunStore
-    from ganpipe.styles import styles
-    from ganpipe.train import train
+    from ganpipe.training.train import train
 
     cfg = load_config(None, overrides if overrides is not None else tiny_overrides(root))
     store = RunStore.from_config(cfg)

@@ -69,7 +69,7 @@ def test_stage_commands_run_alone_in_order_on_one_store(tmp_path):
         done = outputs[stage] = ganpipe(stage, *args, env={"COLUMNS": "120"})
         assert done.returncode == 0, (stage, done.stderr[-2000:])
     tally = outputs["ingest"].stdout
-    from ganpipe.demo import render
+    from ganpipe.data.demo import render
 
     render("rings", 999).save(tmp_path / "ref.png")
     matched = ganpipe("styles", *args, "--reference", str(tmp_path / "ref.png"),

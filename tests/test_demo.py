@@ -1,6 +1,6 @@
 import numpy as np
 
-from ganpipe.demo import STYLES, render, write_demo_dataset
+from ganpipe.data.demo import STYLES, render, write_demo_dataset
 
 
 def test_demo_is_deterministic_and_varies_inside_a_style():

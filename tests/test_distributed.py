@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from ganpipe.config import load_config
-from ganpipe.ingest import ingest
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
 from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow

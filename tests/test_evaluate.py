@@ -5,16 +5,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ganpipe import hookimpl, layout
-from ganpipe.checkpoints import export_network
+from ganpipe import hookimpl
 from ganpipe.cli import app
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset, to_tensor
+from ganpipe.data.dataset import load_dataset, to_tensor
 from ganpipe.errors import ConfigError
-from ganpipe.evaluate import HIGHER_IS_BETTER, evaluate
-from ganpipe.generate import ModelRef, current_model
-from ganpipe.store import RunStore
-from ganpipe.styles import load_styles
+from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
+from ganpipe.stages.generate import ModelRef, current_model
+from ganpipe.stages.styles import load_styles
+from ganpipe.store import RunStore, layout
+from ganpipe.store.checkpoints import export_network
 from tests.conftest import tiny_overrides, train_tiny_model
 
 # Every test here shares one tiny model trained in about 20 s.

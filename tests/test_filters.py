@@ -16,17 +16,17 @@ from PIL import Image, ImageFilter
 
 from ganpipe import hookimpl
 from ganpipe.builtin.filters import Memorisation, NearDuplicate, Sharpness
-from ganpipe.dataset import load_dataset, to_tensor
-from ganpipe.decode import fit_square
-from ganpipe.demo import STYLES, render
+from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.data.decode import fit_square
+from ganpipe.data.demo import STYLES, render
+from ganpipe.data.images import encode
 from ganpipe.errors import ConfigError, PluginError
-from ganpipe.filter import build_context, filter_batch, load_batch_images, open_batch
-from ganpipe.generate import ModelRef, current_model, generate, planned_batch
-from ganpipe.images import encode
-from ganpipe.plugins import load_registry
-from ganpipe.report import report
+from ganpipe.registry import load_registry
+from ganpipe.stages.filter import build_context, filter_batch, load_batch_images, open_batch
+from ganpipe.stages.generate import ModelRef, current_model, generate, planned_batch
+from ganpipe.stages.report import report
+from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore
-from ganpipe.styles import load_styles
 from tests.conftest import tiny_overrides
 from tests.test_generate_filter_report import cfg_for, trained  # noqa: F401 (fixture)
 
@@ -135,7 +135,7 @@ def test_copies_inside_a_batch_keep_the_first(data):
 def test_copies_of_training_images_are_memorised(data, monkeypatch):
     # Two real images per style in the context's sample: the filter must still search every
     # training image, so copy one that is not in the sample.
-    monkeypatch.setattr("ganpipe.filter.REAL_PER_STYLE", 2)
+    monkeypatch.setattr("ganpipe.stages.filter.REAL_PER_STYLE", 2)
     pixels, styles = data.fresh(per_style=2)
     sample = data.context(pixels, styles).real_images
     assert len(sample) == 12

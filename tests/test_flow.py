@@ -49,7 +49,7 @@ def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
         assert fh.read().count('<section class="style">') == 6
 
     # Samples of different styles differ: compare one seed rendered in every style.
-    from ganpipe.filter import load_batch_images
+    from ganpipe.stages.filter import load_batch_images
 
     images = load_batch_images(store, f"batches/{batch}", manifest["path"])
     same_seed = images[np.flatnonzero(manifest["seed"] == 0)]

@@ -12,12 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from ganpipe import layout
-from ganpipe.checkpoints import export_network
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset, to_pixels
+from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generate import (
+from ganpipe.registry import load_registry
+from ganpipe.stages.generate import (
     RENDER_ROWS,
     ModelRef,
     assemble_batch,
@@ -27,10 +26,10 @@ from ganpipe.generate import (
     plan_batch,
     promote,
 )
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
-from ganpipe.store import RunStore
-from ganpipe.styles import load_styles, styles
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import load_styles, styles
+from ganpipe.store import RunStore, layout
+from ganpipe.store.checkpoints import export_network
 from tests.conftest import tiny_overrides
 
 NUM_STYLES = 6
@@ -93,7 +92,7 @@ def pixels(data: bytes) -> np.ndarray:
 def direct(ref: ModelRef, seeds: list[int], style: int) -> np.ndarray:
     """What the generator's own forward() gives, outside ganpipe's generation path, on a pass
     of the shape and memory layout generation uses (CPU kernels round differently for others)."""
-    from ganpipe.checkpoints import load_network
+    from ganpipe.store.checkpoints import load_network
 
     generator, _ = load_network(ref.store, ref.folder, "generator", load_registry(load_config()))
     generator = generator.to(memory_format=torch.channels_last)
@@ -381,7 +380,7 @@ def test_reference_image_steers_the_style(root, tmp_path, name):
 
 def test_old_checkpoints_load_and_forward_is_unchanged(root):
     """The conditioning API added methods, not weights or arithmetic."""
-    from ganpipe.checkpoints import load_network
+    from ganpipe.store.checkpoints import load_network
 
     registry = load_registry(load_config())
     for name in ("dcgan", "stylegan"):

@@ -6,10 +6,10 @@ import torch
 
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, PluginError, StoreError
-from ganpipe.filter import filter_batch
-from ganpipe.generate import ModelRef, current_model, generate, planned_batch
-from ganpipe.plugins import load_registry
-from ganpipe.report import report
+from ganpipe.registry import load_registry
+from ganpipe.stages.filter import filter_batch
+from ganpipe.stages.generate import ModelRef, current_model, generate, planned_batch
+from ganpipe.stages.report import report
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides, train_tiny_model
 
@@ -51,7 +51,7 @@ def test_styles_differ_in_generated_samples(trained):
     cfg = cfg_for(trained, "generate.per_style=6")
     store = RunStore.from_config(cfg)
     result = generate(cfg, store)
-    from ganpipe.filter import load_batch_images
+    from ganpipe.stages.filter import load_batch_images
 
     manifest = store.read_parquet(f"batches/{result.batch_id}/manifest.parquet")
     images = load_batch_images(store, f"batches/{result.batch_id}", manifest["path"])

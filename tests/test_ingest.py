@@ -7,7 +7,7 @@ from PIL import Image
 
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, GanpipeError
-from ganpipe.ingest import ingest
+from ganpipe.stages.ingest import ingest
 from ganpipe.store import RunStore
 from tests.conftest import write_png
 

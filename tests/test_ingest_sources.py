@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import ganpipe.ingest as ingest_module
+import ganpipe.stages.ingest as ingest_module
 from ganpipe.errors import ConfigError
 from ganpipe.store import RunStore
 from tests.conftest import write_png

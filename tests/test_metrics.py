@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganpipe import metrics
-from ganpipe.metrics import (
+from ganpipe.stats import metrics
+from ganpipe.stats.metrics import (
     coverage_per_style,
     density_coverage,
     diversity,

@@ -2,7 +2,7 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, PluginError
-from ganpipe.plugins import KINDS, load_registry
+from ganpipe.registry import KINDS, load_registry
 
 
 def registry(*modules):

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from ganpipe.config import load_config
-from ganpipe.evaluate import evaluate
-from ganpipe.filter import filter_batch
-from ganpipe.generate import current_model, generate, planned_batch, promote
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
-from ganpipe.report import model_report, report
+from ganpipe.registry import load_registry
+from ganpipe.stages.evaluate import evaluate
+from ganpipe.stages.filter import filter_batch
+from ganpipe.stages.generate import current_model, generate, planned_batch, promote
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.report import model_report, report
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
+from ganpipe.training.train import train
 from tests.browser import check_page, chromium_binary
 from tests.conftest import tiny_overrides
 

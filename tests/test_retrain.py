@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ganpipe.config import load_config
-from ganpipe.demo import write_demo_dataset
+from ganpipe.data.demo import write_demo_dataset
 from ganpipe.errors import ConfigError
-from ganpipe.retrain import decide
+from ganpipe.stages.gate import decide
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset
-from ganpipe.demo import render
+from ganpipe.data.dataset import load_dataset
+from ganpipe.data.demo import render
+from ganpipe.data.images import encode
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.images import encode
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import embed_dataset, encoder_for, load_styles, match_reference, styles
 from ganpipe.store import RunStore
-from ganpipe.styles import embed_dataset, encoder_for, load_styles, match_reference, styles
 from tests.conftest import tiny_overrides
 
 CONTRASTIVE = ["style.encoder=contrastive", "style.encoder_options={steps: 20, batch_size: 32}"]

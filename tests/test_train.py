@@ -6,14 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
-from ganpipe.checkpoints import load_network, newest_valid_checkpoint
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, PluginError, StoreError
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import NonFiniteLoss, train
+from ganpipe.store.checkpoints import load_network, newest_valid_checkpoint
+from ganpipe.training.train import NonFiniteLoss, train
 from tests.conftest import tiny_overrides
 from tests.fixture_plugins import events, scaled_loss
 
@@ -257,7 +257,7 @@ def test_checkpoints_with_pickled_objects_are_refused(prepared, tmp_path):
 def test_training_streams_shards_within_its_memory_budget(tmp_path):
     """Many small shards and a budget of about two: the window slides, and a resumed run still
     matches an uninterrupted one."""
-    from ganpipe.dataset import TrainingImages, load_dataset
+    from ganpipe.data.dataset import TrainingImages, load_dataset
 
     root = tmp_path / "store"
     extra = ["dataset.shard_mb=0.01", "train.data_memory_mb=0.02", "train.steps=12",

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from ganpipe.dataset import to_tensor
+from ganpipe.data.dataset import to_tensor
 
 CHUNK = 1024  # images (or rows of a distance matrix) handled at once: bounds memory
 MIN_PER_STYLE = 8  # fewer real images of a style than this: its limit is the overall one

@@ -11,8 +11,8 @@ from typing import Any
 
 import fsspec
 
+from ganpipe.data.source_listing import GLOB_CHARS, SourceItem, identity_of
 from ganpipe.errors import ConfigError
-from ganpipe.sources import GLOB_CHARS, SourceItem, identity_of
 
 
 def _open_fs(uri: str, storage_options: dict[str, Any]):
@@ -229,7 +229,7 @@ def _refused(uri: str, label: str | None, reason: str, detail: str) -> SourceIte
 
 def demo_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
     """The built-in demo dataset, drawn to real PNG files and read back like any folder."""
-    from ganpipe.demo import demo_dataset_dir
+    from ganpipe.data.demo import demo_dataset_dir
 
     folder = demo_dataset_dir(config.demo_per_style)
     yield from folder_source(str(folder), config, storage_options)

@@ -30,7 +30,7 @@ def ganpipe_configure(config):
     kind, rest = _spec()
     if kind not in ("write", "partial") or _INSTALLED:
         return
-    from ganpipe import store as store_module
+    from ganpipe.store import run_store as store_module
 
     text, _, nth = rest.rpartition(":")
     original = store_module.RunStore.write_bytes

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ganpipe import hookimpl
-from ganpipe.sources import SourceItem
+from ganpipe.data.source_listing import SourceItem
 
 FAIL = {"configure": False, "train_step_end": False, "batch_generated": False}
 

@@ -16,7 +16,7 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.errors import StoreError
-from ganpipe.ingest import ingest
+from ganpipe.stages.ingest import ingest
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
 from tests.reliability.conftest import REPO, cli_env, s3_store_options, store_problems
@@ -86,7 +86,7 @@ def test_threads_take_turns_and_the_lock_is_reentrant(tmp_path):
 
 
 def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(tmp_path):
-    from ganpipe import store as store_module
+    from ganpipe.store import run_store as store_module
 
     store = RunStore(str(tmp_path / "store"))
     here = f"{store_module._HOST}~{store_module._NAMESPACE}"
@@ -111,7 +111,7 @@ def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(t
 
 
 def test_promote_takes_the_current_lock(tmp_path, monkeypatch):
-    from ganpipe.generate import promote
+    from ganpipe.stages.generate import promote
 
     taken = []
     original = RunStore.lock
@@ -158,16 +158,16 @@ def test_concurrent_ingests_of_the_same_data_take_turns(tmp_path, labelled_folde
 # test_a_pipeline_run_generates_from_the_model_it_trained for why not from "current").
 RUN = """
 import json, sys
-from ganpipe import layout
+from ganpipe.store import layout
 from ganpipe.config import load_config
-from ganpipe.filter import filter_batch
-from ganpipe.generate import ModelRef, generate, promote
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
-from ganpipe.report import report
+from ganpipe.stages.filter import filter_batch
+from ganpipe.stages.generate import ModelRef, generate, promote
+from ganpipe.stages.ingest import ingest
+from ganpipe.registry import load_registry
+from ganpipe.stages.report import report
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
+from ganpipe.stages.styles import styles
+from ganpipe.training.train import train
 cfg = load_config(None, json.loads(sys.argv[1]))
 store, registry = RunStore.from_config(cfg), load_registry(cfg)
 ingested = ingest(cfg, store, registry)
@@ -230,7 +230,7 @@ def test_pipeline_runs_at_once_on_one_store_never_corrupt_each_other(tmp_path):
 
 def test_a_pipeline_run_generates_from_the_model_it_trained(tmp_path, prefect_harness):
     from flows.pipeline import generate_task, train_task
-    from ganpipe.styles import styles
+    from ganpipe.stages.styles import styles
 
     root = tmp_path / "store"
     base = tiny_overrides(root, **{"train.steps": 2, "train.sample_every": "null",

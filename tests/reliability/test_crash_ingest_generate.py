@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ganpipe.store as store_module
+import ganpipe.store.run_store as store_module
 from ganpipe.config import load_config
-from ganpipe.generate import generate
-from ganpipe.ingest import ingest
+from ganpipe.stages.generate import generate
+from ganpipe.stages.ingest import ingest
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides, train_tiny_model, write_png
 from tests.reliability.conftest import ganpipe, sets, store_problems, working_files

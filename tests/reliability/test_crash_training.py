@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganpipe.checkpoints import newest_valid_checkpoint
 from ganpipe.config import load_config
-from ganpipe.ingest import ingest
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
+from ganpipe.store.checkpoints import newest_valid_checkpoint
 from tests.conftest import tiny_overrides
 from tests.reliability.conftest import (
     GANPIPE,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ganpipe.decode import Decoded, DecodeSettings, Rejected, decode_image
+from ganpipe.data.decode import Decoded, DecodeSettings, Rejected, decode_image
 from tests.test_ingest import run_ingest
 
 # PIL warns about the corrupt metadata the fuzzers make; what matters is the outcome.

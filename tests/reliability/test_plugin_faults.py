@@ -10,12 +10,12 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.errors import GanpipeError, PluginError
-from ganpipe.generate import generate, promote
-from ganpipe.ingest import ingest
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
+from ganpipe.stages.generate import generate, promote
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.styles import styles
-from ganpipe.train import train
+from ganpipe.training.train import train
 from tests.conftest import tiny_overrides
 from tests.fixture_plugins import faulty
 

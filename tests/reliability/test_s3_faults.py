@@ -9,7 +9,7 @@ import s3fs
 
 from ganpipe.config import load_config
 from ganpipe.errors import GanpipeError
-from ganpipe.ingest import ingest
+from ganpipe.stages.ingest import ingest
 from ganpipe.store import RunStore, StoreUnavailable
 from tests.reliability.conftest import ganpipe, s3_store_options, sets
 

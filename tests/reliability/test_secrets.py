@@ -42,7 +42,7 @@ def secret_config(root: str, endpoint: str, images: str) -> dict:
 
 @pytest.mark.slow
 def test_a_pipeline_run_on_s3_writes_and_logs_no_credentials(tmp_path, moto_proxy):
-    from ganpipe.demo import write_demo_dataset
+    from ganpipe.data.demo import write_demo_dataset
 
     moto, proxy, make_bucket = moto_proxy
     endpoint = f"http://127.0.0.1:{moto.port}"

@@ -20,17 +20,17 @@ import pytest
 import torch
 
 from ganpipe.builtin.nets import DCGANGenerator
-from ganpipe.checkpoints import (
+from ganpipe.config import load_config
+from ganpipe.data.dataset import load_dataset
+from ganpipe.errors import ConfigError, GanpipeError, StoreError
+from ganpipe.registry import load_registry
+from ganpipe.store import RunStore
+from ganpipe.store.checkpoints import (
     export_network,
     load_checkpoint_bytes,
     load_network,
     newest_valid_checkpoint,
 )
-from ganpipe.config import load_config
-from ganpipe.dataset import load_dataset
-from ganpipe.errors import ConfigError, GanpipeError, StoreError
-from ganpipe.plugins import load_registry
-from ganpipe.store import RunStore
 from tests.test_ingest import run_ingest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,12 +140,12 @@ def test_store_manifests_and_pointers_cannot_lead_outside_the_store(
         list(load_dataset(store, "t").iter_shards())  # never the array outside
 
     # A batch manifest's image path, and the pointer to the current model version.
-    from ganpipe.filter import load_batch_images
+    from ganpipe.stages.filter import load_batch_images
 
     with pytest.raises(StoreError, match="points outside the run store"):
         load_batch_images(store, "batches/b", [escape])
     store.write_text("models/demo/current", escape + "\n")
-    from ganpipe.generate import current_model
+    from ganpipe.stages.generate import current_model
 
     with pytest.raises(StoreError, match="points outside the run store|no exported"):
         load_network(store, current_model(load_config(), store).folder, "generator",

@@ -16,24 +16,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ganpipe import layout
-from ganpipe.checkpoints import (
+from ganpipe.config import Config
+from ganpipe.data.dataset import TrainingImages, load_dataset, to_pixels
+from ganpipe.data.images import encode, grid
+from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
+from ganpipe.hashing import stable_hash
+from ganpipe.progress import log, step
+from ganpipe.registry import KINDS, Registry, load_registry
+from ganpipe.stages.styles import encoder_for, load_styles
+from ganpipe.store import RunStore, layout, read_uri
+from ganpipe.store.checkpoints import (
     export_network,
     load_checkpoint_bytes,
     newest_valid_checkpoint,
     save_checkpoint,
 )
-from ganpipe.config import Config
-from ganpipe.dataset import TrainingImages, load_dataset, to_pixels
-from ganpipe.distributed import World, join, local_device
-from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
-from ganpipe.hashing import stable_hash
-from ganpipe.images import encode, grid
-from ganpipe.mixed_precision import resolve_precision
-from ganpipe.plugins import KINDS, Registry, load_registry
-from ganpipe.progress import log, step
-from ganpipe.store import RunStore, read_uri
-from ganpipe.styles import encoder_for, load_styles
+from ganpipe.training.distributed import World, join, local_device
+from ganpipe.training.mixed_precision import resolve_precision
 
 # Settings that change the budget or bookkeeping, not what a finished model is.
 _NOT_IN_VERSION = (
@@ -534,7 +533,7 @@ def _tensorboard(store: RunStore, folder: str):
         ) from None
     from pathlib import Path
 
-    from ganpipe.demo import cache_dir
+    from ganpipe.data.demo import cache_dir
 
     if store.local:
         local = Path(store.path(f"{folder}/tensorboard"))

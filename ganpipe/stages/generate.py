@@ -33,17 +33,16 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ganpipe import layout
-from ganpipe.checkpoints import load_network
 from ganpipe.config import Config, GenerateConfig
-from ganpipe.dataset import load_dataset, to_pixels
+from ganpipe.data.dataset import load_dataset, to_pixels
+from ganpipe.data.images import animation, encode, grid
 from ganpipe.errors import ConfigError, StoreError
 from ganpipe.hashing import sha256_bytes, stable_hash
-from ganpipe.images import animation, encode, grid
-from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
-from ganpipe.store import RunStore, read_uri
-from ganpipe.styles import StyleTable, embed, encoder_for
+from ganpipe.registry import Registry, load_registry
+from ganpipe.stages.styles import StyleTable, embed, encoder_for
+from ganpipe.store import RunStore, layout, read_uri
+from ganpipe.store.checkpoints import load_network
 
 BATCH_COLUMNS = ["path", "style", "seed", "model", "kept", "reject_reason"]
 RENDER_ROWS = 32  # rows of every forward pass (a good size for CPU caches, too)
@@ -383,8 +382,8 @@ def reference_code(
     embedding, and soft weights over the styles from its distances to the style centroids.
     Distances are measured in units of the mean distance between centroids, so the
     temperature means the same whatever the encoder's scale."""
-    from ganpipe.decode import Rejected, decode_image
-    from ganpipe.ingest import decode_settings
+    from ganpipe.data.decode import Rejected, decode_image
+    from ganpipe.stages.ingest import decode_settings
 
     g = config.generate
     size = meta.get("options", {}).get("image_size", config.dataset.image_size)

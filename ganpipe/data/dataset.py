@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ganpipe import layout
 from ganpipe.errors import StoreError
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, layout
 
 
 @dataclass

@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ganpipe import metrics as m
-from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
-from ganpipe.dataset import Dataset, load_dataset, to_pixels
+from ganpipe.data.dataset import Dataset, load_dataset, to_pixels
 from ganpipe.errors import ConfigError, GanpipeError, PluginError
-from ganpipe.generate import ModelRef, current_model, latent
-from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
+from ganpipe.registry import Registry, load_registry
+from ganpipe.stages.generate import ModelRef, current_model, latent
+from ganpipe.stages.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
+from ganpipe.stats import metrics as m
 from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
+from ganpipe.store.checkpoints import load_network
 
 PR_K = 3  # neighbourhood of precision and recall (Kynkäänniemi et al. use 3)
 DC_K = 5  # neighbourhood of density and coverage (Naeem et al. use 5)

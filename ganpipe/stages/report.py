@@ -19,17 +19,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ganpipe import layout
-from ganpipe import metrics as m
-from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
-from ganpipe.dataset import load_dataset, to_pixels
-from ganpipe.filter import batch_context
-from ganpipe.generate import latent
-from ganpipe.images import encode
-from ganpipe.plugins import Registry, load_registry
-from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable
+from ganpipe.data.dataset import load_dataset, to_pixels
+from ganpipe.data.images import encode
+from ganpipe.registry import Registry, load_registry
+from ganpipe.stages.filter import batch_context
+from ganpipe.stages.generate import latent
+from ganpipe.stages.styles import StyleTable
+from ganpipe.stats import metrics as m
+from ganpipe.store import RunStore, layout
+from ganpipe.store.checkpoints import load_network
 
 SHOW = 8  # images per row
 FRAMES = 8  # frames of an interpolation strip

@@ -15,16 +15,15 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ganpipe import layout
-from ganpipe.checkpoints import load_network
 from ganpipe.config import Config
-from ganpipe.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
-from ganpipe.generate import ModelRef
-from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import step
-from ganpipe.store import RunStore
-from ganpipe.styles import StyleTable, check_same_styles, encoder_for, load_styles
+from ganpipe.registry import Registry, load_registry
+from ganpipe.stages.generate import ModelRef
+from ganpipe.stages.styles import StyleTable, check_same_styles, encoder_for, load_styles
+from ganpipe.store import RunStore, layout
+from ganpipe.store.checkpoints import load_network
 
 REAL_PER_STYLE = 256  # real images per style sampled for score distributions
 

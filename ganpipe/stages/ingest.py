@@ -29,16 +29,15 @@ import pandas  # noqa: F401  pyarrow loads it on its first table; do it here, no
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ganpipe import layout
 from ganpipe.config import Config
-from ganpipe.decode import Decoded, DecodeSettings, Rejected, decode_image
+from ganpipe.data.decode import Decoded, DecodeSettings, Rejected, decode_image
+from ganpipe.data.source_listing import SourceItem, list_items
 from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.hashing import sha256_bytes, stable_hash
-from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
-from ganpipe.shards import ShardCache, ShardWriter
-from ganpipe.sources import SourceItem, list_items
-from ganpipe.store import RunStore, StoreUnavailable, is_transient
+from ganpipe.registry import Registry, load_registry
+from ganpipe.store import RunStore, StoreUnavailable, is_transient, layout
+from ganpipe.store.shards import ShardCache, ShardWriter
 
 CHUNK = 512  # inputs decoded per round; bounds the decoded pixels held at once
 

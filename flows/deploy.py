@@ -7,7 +7,7 @@ first (a Kubernetes pool from the job template in ``deploy/``, which needs no Ku
 libraries), ``{{ $VAR }}`` placeholders left unset would be registered as literal text, and a
 missing API or entrypoint is one clear error instead of a traceback.
 
-``python -m ganpipe.deploy flow-run`` is the command of the Kubernetes GPU job template. With one
+``python -m flows.deploy flow-run`` is the command of the Kubernetes GPU job template. With one
 GPU it is ``prefect flow-run execute``. With several, and a flow that trains, it starts torchrun:
 rank 0 executes the flow run, and every other rank waits until rank 0's train stage joins the
 process group, trains beside it (same config, so the same model version), and exits. The flow run
@@ -371,7 +371,7 @@ def flow_run_main() -> None:
             print(f"ganpipe: {gpus} GPUs, training data-parallel under torchrun", flush=True)
             os.execv(sys.executable, [
                 sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={gpus}", "-m", "ganpipe.deploy", "rank",
+                f"--nproc_per_node={gpus}", "-m", "flows.deploy", "rank",
             ])  # fmt: skip
     _execute_flow_run()
 
@@ -393,9 +393,9 @@ def train_beside_flow_run(flow_run_id: str, poll_seconds: float = 5.0) -> None:
     import torch.distributed as dist
 
     from ganpipe.config import validate_config
-    from ganpipe.distributed import local_device
     from ganpipe.store import RunStore
-    from ganpipe.train import pick_device, train
+    from ganpipe.training.distributed import local_device
+    from ganpipe.training.train import pick_device, train
 
     run, _ = _flow_run(flow_run_id)
     config = validate_config(run.parameters["config"], "flow parameter 'config'")
@@ -424,5 +424,5 @@ def train_beside_flow_run(flow_run_id: str, poll_seconds: float = 5.0) -> None:
 if __name__ == "__main__":
     commands = {"flow-run": flow_run_main, "rank": rank_main}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python -m ganpipe.deploy {{{','.join(commands)}}}")
+        sys.exit(f"usage: python -m flows.deploy {{{','.join(commands)}}}")
     commands[sys.argv[1]]()

@@ -15,16 +15,15 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ganpipe import layout
-from ganpipe.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.config import Config
-from ganpipe.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.data.images import encode, grid
 from ganpipe.errors import ConfigError, PluginError, StoreError
 from ganpipe.hashing import stable_hash
-from ganpipe.images import encode, grid
-from ganpipe.plugins import Registry, load_registry
 from ganpipe.progress import log, step
-from ganpipe.store import RunStore, read_uri
+from ganpipe.registry import Registry, load_registry
+from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity
+from ganpipe.store import RunStore, layout, read_uri
 
 
 @dataclass
@@ -349,8 +348,8 @@ def match_reference(config: Config, store: RunStore, data: bytes,
                     registry: Registry | None = None) -> dict:  # fmt: skip
     """Map a reference image to its nearest style and its continuous style embedding (what
     reference-guided generation conditions on)."""
-    from ganpipe.decode import Rejected, decode_image
-    from ganpipe.ingest import decode_settings
+    from ganpipe.data.decode import Rejected, decode_image
+    from ganpipe.stages.ingest import decode_settings
 
     registry = registry or load_registry(config)
     dataset = load_dataset(store, config.dataset.name)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import posixpath
 from dataclasses import asdict, dataclass, field
 
-from ganpipe import layout
 from ganpipe.config import Config
 from ganpipe.errors import ConfigError
-from ganpipe.generate import ModelRef
-from ganpipe.store import RunStore
+from ganpipe.stages.generate import ModelRef
+from ganpipe.store import RunStore, layout
 
 
 @dataclass

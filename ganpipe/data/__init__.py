@@ -1,0 +1,1 @@
+"""Reading a dataset version back: sources, decoding, images, the demo collection."""

@@ -1,0 +1,1 @@
+"""Statistics the stages share: clustering for style discovery, distribution metrics."""

@@ -1,0 +1,35 @@
+"""The run store: every stage reads its inputs from here and writes its results here.
+
+The names stages need are re-exported, so ``from ganpipe.store import RunStore`` is the one
+import a stage needs; where each result lives is ``ganpipe.store.layout``.
+"""
+
+from ganpipe.store.run_store import (
+    RunStore,
+    StoreDataError,
+    StoreIOError,
+    StoreUnavailable,
+    claim_working_name,
+    is_transient,
+    is_working_name,
+    owner_alive,
+    owner_token,
+    read_uri,
+    release_working_name,
+    working_name,
+)
+
+__all__ = [
+    "RunStore",
+    "StoreDataError",
+    "StoreIOError",
+    "StoreUnavailable",
+    "claim_working_name",
+    "is_transient",
+    "is_working_name",
+    "owner_alive",
+    "owner_token",
+    "read_uri",
+    "release_working_name",
+    "working_name",
+]

@@ -1,0 +1,1 @@
+"""Training a style-conditioned GAN: the trainer, precision and distributed helpers."""
