@@ -181,6 +181,28 @@ class Registry:
                 "from plugins:",
             ) from exc
 
+    def fault(self, kind: str, name: str, problem: str) -> PluginError:
+        """The error for a component that misbehaved: it names the component, the plugin that
+        supplied it and its registration hook, so a plugin's bug is not taken for ganpipe's.
+        Every stage reports plugin faults through this (or ``call``)."""
+        plugin = self.get(kind, name).plugin
+        return PluginError(
+            f"{kind.replace('_', ' ')} {name!r} ({plugin}) {problem}",
+            where=KINDS[kind][0],
+            fix="fix or replace the plugin ('ganpipe plugins' lists where each component "
+            "comes from), or choose another component in the config",
+        )
+
+    def call(self, kind: str, name: str, fn, *args: Any, **kwargs: Any):
+        """``fn(*args, **kwargs)`` on behalf of component ``name``: ganpipe's own errors pass
+        through, anything else becomes ``fault(kind, name, "failed: ...")``."""
+        try:
+            return fn(*args, **kwargs)
+        except GanpipeError:
+            raise
+        except Exception as exc:
+            raise self.fault(kind, name, f"failed: {type(exc).__name__}: {exc}") from exc
+
     def blame(self, exc: BaseException) -> str | None:
         """The plugin whose code raised ``exc``: the innermost traceback frame in a registered
         plugin's module (or, failing that, in its package). None when no plugin code is on the

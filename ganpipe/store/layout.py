@@ -1,9 +1,16 @@
-"""Where each stage's results live inside the run store (DESIGN.md, "The run store").
+"""Where each stage's results live inside the run store (docs/architecture.md, "The store").
 
 All store paths are built here, so the layout contract is stated once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _file(name: str) -> property:
+    """A path inside the holder's ``folder``: ``ModelFiles(folder).training``."""
+    return property(lambda self: f"{self.folder}/{name}", doc=name)
 
 
 def dataset_dir(name: str, fingerprint: str) -> str:
@@ -36,3 +43,86 @@ def model_current(name: str) -> str:
 
 def batch_dir(batch_id: str) -> str:
     return f"batches/{batch_id}"
+
+
+# The files inside each folder. Stages name a result as ``layout.ModelFiles(folder).training``
+# rather than spelling ``f"{folder}/training.json"``, so a file's name is written only here.
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """One ingested dataset version (``dataset_dir``)."""
+
+    folder: str
+
+    manifest = _file(
+        "manifest.parquet"
+    )  # one row per accepted image: id, split, shard, style label
+    rejects = _file("rejects.parquet")  # quarantined inputs with their reason
+    inputs = _file("inputs.parquet")  # the input cache (``dataset_input_cache``)
+    shards = _file("shards")  # folder of image shards
+    summary = _file("summary.json")  # counts shown by ``ganpipe ingest``
+    config = _file("config.yaml")  # the resolved config that produced it
+
+
+@dataclass(frozen=True)
+class StyleFiles:
+    """The styles of one dataset version under one encoder (``styles_dir``)."""
+
+    folder: str
+
+    table = _file("styles.parquet")  # names, sizes and centroids
+    table_json = _file("styles.json")  # the same table as JSON (hashed into model versions)
+    embeddings = _file("embeddings.parquet")
+    assignments = _file("assignments.parquet")  # image id -> style name
+    exemplars = _file("exemplars.png")  # one row of real images per style
+    encoder_meta = _file("encoder.json")  # a fitted encoder's constructor arguments
+    encoder_weights = _file("encoder.safetensors")
+    config = _file("config.yaml")
+
+    def exemplar(self, style: str) -> str:
+        return f"{self.folder}/exemplars/{style}.png"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """One trained model version (``model_dir``)."""
+
+    folder: str
+
+    checkpoints = _file("checkpoints")  # folder of step-XXXXXXXX.pt files
+    training = _file("training.json")  # written last: marks the version finished
+    metrics = _file("metrics.parquet")  # training curves
+    samples = _file("samples.png")  # one row per style from the exported generator
+    config = _file("config.yaml")
+    evaluation = _file("evaluation.json")
+    retrain = _file("retrain.json")  # the champion/challenger decision
+    report = _file("report.html")
+    tensorboard = _file("tensorboard")
+
+    def network(self, name: str, suffix: str = "safetensors") -> str:
+        """An exported network: ``generator``/``discriminator`` with ``.safetensors``/``.json``."""
+        return f"{self.folder}/{name}.{suffix}"
+
+    def step_samples(self, step: int) -> str:
+        return f"{self.folder}/samples/step-{step:08d}.png"
+
+
+@dataclass(frozen=True)
+class BatchFiles:
+    """One generated batch (``batch_dir``)."""
+
+    folder: str
+
+    manifest = _file("manifest.parquet")  # one row per image, with filter results once filtered
+    request = _file("request.json")  # what was asked: model, counts, seeds, options
+    config = _file("config.yaml")
+    chunks = _file("chunks")  # folder of per-chunk manifests while a batch is assembled
+    strip = _file("strip.png")  # interpolation strip
+    animation = _file("animation.gif")
+    filter = _file("filter.json")  # filter summary
+    metrics = _file("metrics.json")  # batch metrics shown in the report
+    report = _file("report.html")
+
+    def chunk(self, start: int, stop: int) -> str:
+        return f"{self.folder}/chunks/{start:08d}-{stop:08d}.parquet"
