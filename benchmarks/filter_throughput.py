@@ -24,9 +24,10 @@ import torch
 
 from ganpipe.config import DEFAULT_FILTERS, load_config
 from ganpipe.data.dataset import load_dataset
+from ganpipe.generation.models import promote
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import batch_context, filter_batch
-from ganpipe.stages.generate import generate, planned_batch, promote
+from ganpipe.stages.generate import generate, planned_batch
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore

@@ -26,7 +26,9 @@ from PIL import Image
 from ganpipe.builtin.nets import DCGANGenerator
 from ganpipe.config import load_config
 from ganpipe.data.dataset import to_pixels
-from ganpipe.stages.generate import ModelRef, generate, latent
+from ganpipe.generation.models import ModelRef
+from ganpipe.generation.render import latent
+from ganpipe.stages.generate import generate
 from ganpipe.stages.styles import StyleTable
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network
@@ -85,8 +87,9 @@ def ours(model: ModelRef, target: Path, per_style: int, batch: int, *extra: str)
 def profile(model: ModelRef, target: Path, per_style: int, batch: int) -> None:
     """Where the time goes: rendering alone (each way), PNG encoding alone, store writes."""
     from ganpipe.data.images import encode
+    from ganpipe.generation.render import Renderer
     from ganpipe.registry import load_registry
-    from ganpipe.stages.generate import Renderer, plan_batch
+    from ganpipe.stages.generate import plan_batch
     from ganpipe.store.checkpoints import load_network
 
     cfg = load_config(None, [f"store.root={target}", f"generate.per_style={per_style}"])

@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.generation.render import latent
 from ganpipe.registry import load_registry
-from ganpipe.stages.generate import latent
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import load_styles, styles
 from ganpipe.stats.metrics import frechet_distance

@@ -3,12 +3,14 @@
 generate (one task per chunk of ``generate.chunk_size`` images, so 100,000 images are a few
 dozen tasks) -> assemble the manifest -> filter -> report. Chunk tasks run on the configured task
 runner: Prefect's thread pool, or a Dask cluster (``orchestration.task_runner: dask``). Every
-chunk writes only what is missing, so a rerun of an interrupted batch finishes it.
+chunk writes only what is missing, so a rerun of an interrupted batch finishes it. Stage records
+stay typed (``ChunkResult``, ``GenerateResult``, ``FilterResult``, ``ReportResult``) until
+``_summary`` turns them into the flow's plain result.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
@@ -17,9 +19,15 @@ from prefect.cache_policies import NO_CACHE
 from flows.pipeline import IO_RETRIES, _open, _validate, secret_safe_flow
 from ganpipe.config import Config, validate_config
 
+if TYPE_CHECKING:
+    from ganpipe.generation.chunks import ChunkResult
+    from ganpipe.stages.filter import FilterResult
+    from ganpipe.stages.generate import GenerateResult
+    from ganpipe.stages.report import ReportResult
+
 
 def _model_and_out(cfg: Config, store, model: str, out: str | None):
-    from ganpipe.stages.generate import ModelRef, current_model
+    from ganpipe.generation.models import ModelRef, current_model
     from ganpipe.store import RunStore
 
     ref = current_model(cfg, store) if model == "current" else ModelRef(
@@ -30,25 +38,31 @@ def _model_and_out(cfg: Config, store, model: str, out: str | None):
 
 
 @task(name="generate-chunk", cache_policy=NO_CACHE, **IO_RETRIES)
-def generate_chunk_task(config: dict[str, Any], index: int, model: str, out: str | None):
+def generate_chunk_task(
+    config: dict[str, Any], index: int, model: str, out: str | None
+) -> ChunkResult:
     from ganpipe.stages.generate import generate_chunk
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
-    return generate_chunk(cfg, store, index, registry, model=ref, out=target).to_dict()
+    return generate_chunk(cfg, store, index, registry, model=ref, out=target)
 
 
 @task(name="assemble-batch", cache_policy=NO_CACHE, **IO_RETRIES)
-def assemble_task(config: dict[str, Any], model: str, out: str | None, written: int):
+def assemble_task(
+    config: dict[str, Any], model: str, out: str | None, written: int
+) -> GenerateResult:
     from ganpipe.stages.generate import assemble_batch
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
-    return assemble_batch(cfg, store, registry, model=ref, out=target, written=written).to_dict()
+    return assemble_batch(cfg, store, registry, model=ref, out=target, written=written)
 
 
 @task(name="filter-batch", cache_policy=NO_CACHE, **IO_RETRIES)
-def filter_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
+def filter_batch_task(
+    config: dict[str, Any], model: str, out: str | None, batch_id: str
+) -> FilterResult:
     """One task per batch: near-duplicates and top-k compare across the whole batch."""
     from ganpipe.stages.filter import filter_batch
     from ganpipe.store import layout
@@ -56,17 +70,19 @@ def filter_batch_task(config: dict[str, Any], model: str, out: str | None, batch
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
     folder = layout.batch_dir(batch_id)
-    return filter_batch(cfg, store, folder, ref, registry, out=target).to_dict()
+    return filter_batch(cfg, store, folder, ref, registry, out=target)
 
 
 @task(name="report-batch", cache_policy=NO_CACHE, **IO_RETRIES)
-def report_batch_task(config: dict[str, Any], model: str, out: str | None, batch_id: str):
+def report_batch_task(
+    config: dict[str, Any], model: str, out: str | None, batch_id: str
+) -> ReportResult:
     from ganpipe.stages.report import report
     from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
     ref, target = _model_and_out(cfg, store, model, out)
-    return report(cfg, store, layout.batch_dir(batch_id), ref, registry, out=target).to_dict()
+    return report(cfg, store, layout.batch_dir(batch_id), ref, registry, out=target)
 
 
 def task_runner(cfg: Config):
@@ -98,7 +114,7 @@ def generate_chunks(config: dict[str, Any], chunks: int, model: str, out: str | 
     futures = generate_chunk_task.map(
         unmapped(config), list(range(chunks)), unmapped(model), unmapped(out)
     )
-    return sum(f.result()["written"] for f in futures)
+    return sum(f.result().written for f in futures)
 
 
 @secret_safe_flow(name="ganpipe-generate-batch")
@@ -134,22 +150,37 @@ def generate_batch(
         params, plan.num_chunks, model, out
     )
     generated = assemble_task(params, model, out, written)
-    filtered = filter_batch_task(params, model, out, generated["batch_id"])
-    reported = report_batch_task(params, model, out, generated["batch_id"])
-    summary = {
-        "batch_id": generated["batch_id"],
-        "batch_uri": generated["uri"],
-        "report_uri": reported["uri"],
-        "model": generated["model"],
-        "chunks": plan.num_chunks,
+    filtered = filter_batch_task(params, model, out, generated.batch_id)
+    reported = report_batch_task(params, model, out, generated.batch_id)
+    summary = _summary(generated, filtered, reported, plan.num_chunks, written)
+    _publish(summary)
+    return summary
+
+
+def _summary(
+    generated: GenerateResult, filtered: FilterResult, reported: ReportResult, chunks: int,
+    written: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The flow's return value: the batch's records as plain JSON, for Prefect to store and for
+    callers to read."""
+    return {
+        "batch_id": generated.batch_id,
+        "batch_uri": generated.uri,
+        "report_uri": reported.uri,
+        "model": generated.model,
+        "chunks": chunks,
         "counts": {
-            "generated": generated["count"],
+            "generated": generated.count,
             "written": written,
-            "kept": filtered["kept"],
-            "rejected": filtered["candidates"] - filtered["kept"],
-        },  # fmt: skip
-        "rejected_by_reason": filtered["rejected_by_reason"],
+            "kept": filtered.kept,
+            "rejected": filtered.candidates - filtered.kept,
+        },
+        "rejected_by_reason": dict(filtered.rejected_by_reason),
     }
+
+
+def _publish(summary: dict[str, Any]) -> None:
+    """The batch's figures in the Prefect UI."""
     create_table_artifact(
         key="ganpipe-batch-figures",
         table=[{"figure": k, "value": v} for k, v in summary["counts"].items()]
@@ -159,4 +190,3 @@ def generate_batch(
         ],  # fmt: skip
         description=f"ganpipe batch {summary['batch_id']}",
     )
-    return summary

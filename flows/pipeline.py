@@ -1,9 +1,12 @@
 """The ``pipeline`` flow: ingest -> styles -> train -> generate -> filter -> report.
 
-Wiring only: each task wraps one stage function from ``ganpipe`` and passes small records (URIs,
-fingerprints, counts) onward, never tensors. Tasks that touch the store retry on failure; the
-stages themselves are idempotent, so a retry redoes only what is missing. Styles and training
-retry only when the store could not be reached (training resumes from its last checkpoint).
+Wiring only: each task wraps one stage function from ``ganpipe`` and passes its small record
+(the stage's result dataclass: URIs, fingerprints, counts) onward, never tensors. Records stay
+typed through the flow; Prefect pickles them when it caches a task, and the flow's summary
+(``_summary``) is where they become plain data. Tasks that touch the store retry on failure;
+the stages themselves are idempotent, so a retry redoes only what is missing. Styles and
+training retry only when the store could not be reached (training resumes from its last
+checkpoint).
 
 The flow's parameters are stored by Prefect (API, UI, events) with secrets masked; the run itself
 gets the real values when called in-process (``ganpipe run``). A run started from a deployment
@@ -13,7 +16,7 @@ receives the stored, masked values, so configs used there name secrets as ``${EN
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,6 +28,14 @@ from ganpipe.config import Config, masked_secrets, redact, validate_config
 from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.registry import load_registry
 from ganpipe.store import RunStore
+
+if TYPE_CHECKING:
+    from ganpipe.stages.filter import FilterResult
+    from ganpipe.stages.generate import GenerateResult
+    from ganpipe.stages.ingest import IngestResult
+    from ganpipe.stages.report import ReportResult
+    from ganpipe.stages.styles import StylesResult
+    from ganpipe.training.train import TrainResult
 
 
 def _transient(task, task_run, state) -> bool:
@@ -91,96 +102,94 @@ def _validate(config: dict[str, Any]) -> Config:
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
+def ingest_task(config: dict[str, Any]) -> IngestResult:
     from ganpipe.stages.ingest import ingest
 
     with progress_artifacts():
-        result = ingest(*_open(config)).to_dict()
+        result = ingest(*_open(config))
     get_run_logger().info(
         "dataset %s/%s: %d accepted, %d rejected",
-        result["name"],
-        result["fingerprint"],
-        result["counts"]["accepted"],
-        result["counts"]["rejected"],
+        result.name,
+        result.fingerprint,
+        result.counts["accepted"],
+        result.counts["rejected"],
     )
     return result
 
 
 @task(name="styles", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
-def styles_task(config: dict[str, Any], ingested: dict[str, Any]) -> dict[str, Any]:
+def styles_task(config: dict[str, Any], ingested: IngestResult) -> StylesResult:
     from ganpipe.stages.styles import styles
 
     with progress_artifacts():
-        result = styles(*_open(config)).to_dict()
-    get_run_logger().info("%d styles: %s", len(result["names"]), ", ".join(result["names"]))
+        result = styles(*_open(config))
+    get_run_logger().info("%d styles: %s", len(result.names), ", ".join(result.names))
     return result
 
 
 @task(name="train", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
-def train_task(
-    config: dict[str, Any], styled: dict[str, Any], promote: bool = True
-) -> dict[str, Any]:
+def train_task(config: dict[str, Any], styled: StylesResult, promote: bool = True) -> TrainResult:
     """Train (or reuse) the model version; ``promote`` makes it production's current one."""
-    from ganpipe.stages import generate
+    from ganpipe.generation.models import promote as make_current
     from ganpipe.training.train import train
 
     cfg, store, registry = _open(config)
     with progress_artifacts():
-        result = train(cfg, store, registry).to_dict()
+        result = train(cfg, store, registry)
     if promote:
-        generate.promote(store, result["model"], result["version"])
+        make_current(store, result.model, result.version)
     get_run_logger().info(
         "model %s/%s: %d steps, %.0f img/s%s",
-        result["model"],
-        result["version"],
-        result["steps_done"],
-        result["images_per_second"],
+        result.model,
+        result.version,
+        result.steps_done,
+        result.images_per_second,
         "; promoted to current" if promote else "",
     )
     return result
 
 
-def _trained_model(store: RunStore, trained: dict[str, Any]):
+def _trained_model(store: RunStore, trained: TrainResult):
     """The version this run trained (not whatever ``current`` names by now: another run may
     have promoted its own meanwhile)."""
-    from ganpipe.stages.generate import ModelRef
+    from ganpipe.generation.models import ModelRef
     from ganpipe.store import layout
 
-    return ModelRef(store, layout.model_dir(trained["model"], trained["version"]))
+    return ModelRef(store, layout.model_dir(trained.model, trained.version))
 
 
 @task(name="generate", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
-def generate_task(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+def generate_task(config: dict[str, Any], trained: TrainResult) -> GenerateResult:
     from ganpipe.stages.generate import generate
 
     cfg, store, registry = _open(config)
     with progress_artifacts():
-        return generate(cfg, store, registry, model=_trained_model(store, trained)).to_dict()
+        return generate(cfg, store, registry, model=_trained_model(store, trained))
 
 
 @task(name="filter", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
 def filter_task(
-    config: dict[str, Any], trained: dict[str, Any], generated: dict[str, Any]
-) -> dict[str, Any]:
+    config: dict[str, Any], trained: TrainResult, generated: GenerateResult
+) -> FilterResult:
     from ganpipe.stages.filter import filter_batch
     from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
-    folder = layout.batch_dir(generated["batch_id"])
+    folder = layout.batch_dir(generated.batch_id)
     with progress_artifacts():
-        return filter_batch(cfg, store, folder, _trained_model(store, trained), registry).to_dict()
+        return filter_batch(cfg, store, folder, _trained_model(store, trained), registry)
 
 
 @task(name="report", cache_key_fn=content_key, **CACHED, **IO_RETRIES)
 def report_task(
-    config: dict[str, Any], trained: dict[str, Any], filtered: dict[str, Any]
-) -> dict[str, Any]:
+    config: dict[str, Any], trained: TrainResult, filtered: FilterResult
+) -> ReportResult:
     from ganpipe.stages.report import report
     from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
-    folder = layout.batch_dir(filtered["batch_id"])
-    return report(cfg, store, folder, _trained_model(store, trained), registry).to_dict()
+    folder = layout.batch_dir(filtered.batch_id)
+    return report(cfg, store, folder, _trained_model(store, trained), registry)
 
 
 def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | None]:
@@ -190,23 +199,23 @@ def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | N
     from ganpipe.training.train import planned_version
 
     version = planned_version(cfg, store, fingerprint)
-    return {
-        "styles": f"{layout.styles_dir(fingerprint, cfg.style.encoder)}/styles.json",
-        "train": f"{layout.model_dir(cfg.model_name, version)}/training.json" if version else None,
-    }
+    styles = layout.StyleFiles(layout.styles_dir(fingerprint, cfg.style.encoder))
+    model = layout.ModelFiles(layout.model_dir(cfg.model_name, version)) if version else None
+    return {"styles": styles.table_json, "train": model.training if model else None}
 
 
-def batch_markers(cfg: Config, store: RunStore, trained: dict[str, Any]) -> dict[str, str | None]:
+def batch_markers(cfg: Config, store: RunStore, trained: TrainResult) -> dict[str, str | None]:
     """The same for the batch stages, once the model is known."""
     from ganpipe.errors import GanpipeError
     from ganpipe.stages.generate import plan_batch
+    from ganpipe.store import layout
 
     try:
         folder = plan_batch(cfg, store, model=_trained_model(store, trained)).folder
     except GanpipeError:
-        folder = None
-    names = {"generate": "manifest.parquet", "filter": "filter.json", "report": "report.html"}
-    return {stage: f"{folder}/{name}" if folder else None for stage, name in names.items()}
+        return dict.fromkeys(("generate", "filter", "report"))
+    files = layout.BatchFiles(folder)
+    return {"generate": files.manifest, "filter": files.filter, "report": files.report}
 
 
 @secret_safe_flow(name="ganpipe-pipeline")
@@ -218,7 +227,7 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     cfg = _validate(config)  # fail before any work
     store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
-    done = markers(cfg, store, ingested["fingerprint"])
+    done = markers(cfg, store, ingested.fingerprint)
     styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
     trained = run_cached(train_task, store, done["train"], config=config, styled=styled)
     done = batch_markers(cfg, store, trained)
@@ -227,27 +236,40 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
                           generated=generated)  # fmt: skip
     reported = run_cached(report_task, store, done["report"], config=config, trained=trained,
                           filtered=filtered)  # fmt: skip
-    summary = {
-        "dataset_fingerprint": ingested["fingerprint"],
-        "model_uri": trained["uri"],
-        "batch_uri": generated["uri"],
-        "report_uri": reported["uri"],
-        "metrics": reported["metrics"],
-        "counts": {
-            "inputs": ingested["counts"]["inputs"],
-            "accepted": ingested["counts"]["accepted"],
-            "rejected": ingested["counts"]["rejected"],
-            "styles": len(styled["names"]),
-            "train_steps": trained["steps_done"],
-            "generated": generated["count"],
-            "kept": filtered["kept"],
-        },
-    }
+    summary = _summary(ingested, styled, trained, generated, filtered, reported)
     _publish(summary, filtered)
     return summary
 
 
-def _publish(summary: dict[str, Any], filtered: dict[str, Any]) -> None:
+def _summary(
+    ingested: IngestResult,
+    styled: StylesResult,
+    trained: TrainResult,
+    generated: GenerateResult,
+    filtered: FilterResult,
+    reported: ReportResult,
+) -> dict[str, Any]:
+    """The flow's return value: the stage records as plain JSON, for Prefect to store and for
+    callers (``ganpipe run``) to print."""
+    return {
+        "dataset_fingerprint": ingested.fingerprint,
+        "model_uri": trained.uri,
+        "batch_uri": generated.uri,
+        "report_uri": reported.uri,
+        "metrics": dict(reported.metrics),
+        "counts": {
+            "inputs": ingested.counts["inputs"],
+            "accepted": ingested.counts["accepted"],
+            "rejected": ingested.counts["rejected"],
+            "styles": len(styled.names),
+            "train_steps": trained.steps_done,
+            "generated": generated.count,
+            "kept": filtered.kept,
+        },
+    }
+
+
+def _publish(summary: dict[str, Any], filtered: FilterResult) -> None:
     """Figures of the run in the Prefect UI."""
     create_table_artifact(
         key="ganpipe-run-figures",
@@ -257,7 +279,7 @@ def _publish(summary: dict[str, Any], filtered: dict[str, Any]) -> None:
         ],
         description="ganpipe pipeline: counts and metrics",
     )
-    reasons = ", ".join(f"{k}: {v}" for k, v in filtered["rejected_by_reason"].items()) or "none"
+    reasons = ", ".join(f"{k}: {v}" for k, v in filtered.rejected_by_reason.items()) or "none"
     create_markdown_artifact(
         key="ganpipe-run-summary",
         markdown=(

@@ -3,12 +3,13 @@
 ingest -> (stop if a model was already trained on exactly this data) -> styles -> train ->
 evaluate -> promote the challenger only if it is not worse than the current model (champion)
 beyond ``retrain.tolerance`` on the ``retrain.gate`` metrics. Wiring only; the decision rule
-lives in ``ganpipe.stages.gate``.
+lives in ``ganpipe.stages.gate``. Stage records stay typed (``IngestResult``, ``TrainResult``,
+``EvaluationResult``, ``Decision``) until ``_summary`` turns them into the flow's plain result.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -27,6 +28,12 @@ from flows.pipeline import (
 )
 from ganpipe.store import RunStore
 
+if TYPE_CHECKING:
+    from ganpipe.stages.evaluate import EvaluationResult
+    from ganpipe.stages.gate import Decision
+    from ganpipe.stages.report import ReportResult
+    from ganpipe.training.train import TrainResult
+
 
 @task(name="find-trained-model", cache_policy=NO_CACHE, **IO_RETRIES)
 def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
@@ -37,51 +44,53 @@ def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, **IO_RETRIES)
-def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> dict[str, Any]:
+def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> EvaluationResult:
     """Evaluate the model at ``model_uri`` (default: the current one)."""
+    from ganpipe.generation.models import ModelRef
     from ganpipe.stages.evaluate import evaluate
-    from ganpipe.stages.generate import ModelRef
     from ganpipe.store import RunStore
 
     cfg, store, registry = _open(config)
     model = None
     if model_uri is not None:
         model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
-    return evaluate(cfg, store, model, registry).to_dict()
+    return evaluate(cfg, store, model, registry)
 
 
 @task(name="model-report", cache_policy=NO_CACHE, **IO_RETRIES)
-def model_report_task(config: dict[str, Any], model_uri: str) -> dict[str, Any]:
-    from ganpipe.stages.generate import ModelRef
+def model_report_task(config: dict[str, Any], model_uri: str) -> ReportResult:
+    from ganpipe.generation.models import ModelRef
     from ganpipe.stages.report import model_report
     from ganpipe.store import RunStore
 
     cfg, store, registry = _open(config)
     model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
-    return model_report(cfg, store, model, registry).to_dict()
+    return model_report(cfg, store, model, registry)
 
 
 @task(name="gate", cache_policy=NO_CACHE, **IO_RETRIES)
-def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[str, Any]):
+def gate_task(
+    config: dict[str, Any], trained: TrainResult, challenger: EvaluationResult
+) -> Decision:
     """Compare with the champion (its stored evaluation, or a fresh one), decide, record the
     decision beside the challenger and promote it if it won."""
+    from ganpipe.generation.models import champion, promote
     from ganpipe.stages import gate as retrain
     from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
-    from ganpipe.stages.generate import promote
     from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
-    champ = retrain.champion(cfg, store)
+    champ = champion(cfg, store)
     champ_version = champ.folder.rsplit("/", 1)[-1] if champ is not None else None
     champ_name = champ_metrics = None
-    if champ is not None and champ.folder != layout.model_dir(cfg.model_name, trained["version"]):
+    if champ is not None and champ.folder != layout.model_dir(cfg.model_name, trained.version):
         champ_name = f"{cfg.model_name}/{champ.folder.rsplit('/', 1)[-1]}"
         champ_metrics = retrain.stored_metrics(champ, cfg)
         if champ_metrics is None:
             champ_metrics = evaluate(cfg, store, champ, registry).metrics
     decision = retrain.decide(
-        challenger["model"],
-        challenger["metrics"],
+        challenger.model,
+        challenger.metrics,
         champ_name,
         champ_metrics,
         cfg.retrain.gate,
@@ -89,17 +98,17 @@ def gate_task(config: dict[str, Any], trained: dict[str, Any], challenger: dict[
         HIGHER_IS_BETTER,
     )
     if decision.action == "promoted" and not promote(
-        store, cfg.model_name, trained["version"], expected=champ_version
+        store, cfg.model_name, trained.version, expected=champ_version
     ):
         decision.action = "kept"
         decision.reasons.append(
             "another run changed the current model while this one was evaluated; it is not "
             "replaced by a model compared with its predecessor"
         )
-    retrain.record(store, layout.model_dir(cfg.model_name, trained["version"]), decision)
+    retrain.record(store, layout.model_dir(cfg.model_name, trained.version), decision)
     get_run_logger().info("%s %s: %s", decision.action, decision.challenger,
                           "; ".join(decision.reasons))  # fmt: skip
-    return decision.to_dict()
+    return decision
 
 
 @secret_safe_flow(name="ganpipe-retrain")
@@ -110,8 +119,8 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     cfg = _validate(config)  # fail before any work
     store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
-    fingerprint = ingested["fingerprint"]
-    summary: dict[str, Any] = {"dataset_fingerprint": fingerprint, "counts": ingested["counts"]}
+    fingerprint = ingested.fingerprint
+    summary: dict[str, Any] = {"dataset_fingerprint": fingerprint, "counts": dict(ingested.counts)}
     existing = None if force else trained_model_task(config, fingerprint)
     if existing is not None:
         reason = f"model version {existing} was already trained on this data"
@@ -123,21 +132,27 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
     trained = run_cached(train_task, store, done["train"], config=config, styled=styled,
                          promote=False)  # fmt: skip
-    challenger = evaluate_task(config, trained["uri"])
+    challenger = evaluate_task(config, trained.uri)
     decision = gate_task(config, trained, challenger)
-    reported = model_report_task(config, trained["uri"])
-    summary.update(
-        action=decision["action"],
-        model_version=trained["version"],
-        model_uri=trained["uri"],
-        champion=decision["champion"],
-        reasons=decision["reasons"],
-        challenger_metrics=decision["challenger_metrics"],
-        champion_metrics=decision["champion_metrics"],
-        report_uri=reported["uri"],
-    )
+    reported = model_report_task(config, trained.uri)
+    summary.update(_summary(trained, decision, reported))
     _publish(summary)
     return summary
+
+
+def _summary(trained: TrainResult, decision: Decision, reported: ReportResult) -> dict[str, Any]:
+    """The flow's result after a gate decision, as plain JSON for Prefect and ``ganpipe
+    retrain``."""
+    return {
+        "action": decision.action,
+        "model_version": trained.version,
+        "model_uri": trained.uri,
+        "champion": decision.champion,
+        "reasons": list(decision.reasons),
+        "challenger_metrics": dict(decision.challenger_metrics),
+        "champion_metrics": dict(decision.champion_metrics),
+        "report_uri": reported.uri,
+    }
 
 
 def _publish(summary: dict[str, Any]) -> None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import importlib
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
-from ganpipe import hookspecs
+from ganpipe import contracts, hookspecs
 from ganpipe.errors import ConfigError, GanpipeError, PluginError
 
 BUILTIN_PLUGIN = "ganpipe.builtin"
 
-# Component kind -> (registration hook, config key that names one)
+T = TypeVar("T")
+
+# Component kind -> (registration hook, config key that names one); what each kind must provide
+# is its protocol in ganpipe.contracts.CONTRACTS.
 KINDS: dict[str, tuple[str, str]] = {
     "generator": ("ganpipe_generators", "model.generator"),
     "discriminator": ("ganpipe_discriminators", "model.discriminator"),
@@ -36,7 +40,7 @@ KINDS: dict[str, tuple[str, str]] = {
 class Component:
     kind: str
     name: str
-    factory: Any
+    factory: Callable[..., Any]  # a contracts.ComponentFactory
     plugin: str
 
 
@@ -101,7 +105,7 @@ class Registry:
                 ) from None
             if mapping is None:
                 continue
-            if not isinstance(mapping, dict):
+            if not isinstance(mapping, Mapping):
                 raise PluginError(
                     f"plugin {plugin!r} returned {type(mapping).__name__} from {hook_name}, "
                     "expected a mapping of name to factory",
@@ -144,11 +148,12 @@ class Registry:
         return components[name]
 
     def create(self, kind: str, name: str, *, config_key: str | None = None, **kwargs: Any):
-        """Call a component's factory; a bad option becomes a config error naming the key, any
-        other failure a plugin error naming the plugin and its hook."""
+        """Call a component's factory and check what it built against its kind's contract
+        (``ganpipe.contracts.CONTRACTS``); a bad option becomes a config error naming the key,
+        any other failure a plugin error naming the plugin and its hook."""
         component = self.get(kind, name)
         try:
-            return component.factory(**kwargs)
+            built = component.factory(**kwargs)
         except GanpipeError:
             raise
         except (TypeError, ValueError) as exc:
@@ -164,6 +169,24 @@ class Registry:
                 where=KINDS[kind][0],
                 fix="fix or uninstall the plugin that provides it ('ganpipe plugins' lists them)",
             ) from exc
+        self.check(kind, name, built)
+        return built
+
+    def check(self, kind: str, name: str, component: Any) -> None:
+        """Refuse a built component that lacks a member of its kind's protocol, once, when it
+        is created: the error names the component, its plugin, the hook and what is missing,
+        rather than an ``AttributeError`` from deep inside a stage. Members are looked at,
+        never called. Optional capabilities are not required (``contracts.supports``)."""
+        contract = contracts.CONTRACTS[kind]
+        lacking = contracts.missing(component, contract)
+        if lacking:
+            raise self.fault(
+                kind,
+                name,
+                f"built a {type(component).__name__} that lacks {', '.join(lacking)}: every "
+                f"{kind.replace('_', ' ')} must provide what ganpipe.contracts."
+                f"{contract.__name__} lists",
+            )
 
     def notify(self, hook: str, **kwargs: Any) -> list:
         """Call an event hook; an exception from a plugin becomes a ``PluginError`` naming the
@@ -193,7 +216,7 @@ class Registry:
             "comes from), or choose another component in the config",
         )
 
-    def call(self, kind: str, name: str, fn, *args: Any, **kwargs: Any):
+    def call(self, kind: str, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on behalf of component ``name``: ganpipe's own errors pass
         through, anything else becomes ``fault(kind, name, "failed: ...")``."""
         try:

@@ -116,7 +116,7 @@ def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     """Ingest the tiny demo into ``root``, find its styles, train and promote a model: the
     starting point of every test that needs a trained model. Returns ``root``."""
     from ganpipe.config import load_config
-    from ganpipe.stages.generate import promote
+    from ganpipe.generation.models import promote
     from ganpipe.stages.ingest import ingest
     from ganpipe.stages.styles import styles
     from ganpipe.store import RunStore
@@ -191,3 +191,10 @@ def s3_options(s3_endpoint):
         "client_kwargs": {"region_name": "us-east-1"},
     }
     return bucket, options
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """The root of a store holding the tiny demo, its styles and a trained, promoted model
+    (``train_tiny_model``), once per test module: what filter and report tests start from."""
+    return train_tiny_model(tmp_path_factory.mktemp("tiny-model") / "store")

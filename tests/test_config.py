@@ -126,3 +126,14 @@ def test_section_hash_ignores_other_sections():
     b = load_config(None, ["train.steps=4"])
     assert a.section_hash("style") == b.section_hash("style")
     assert a.section_hash("train") != b.section_hash("train")
+
+
+def test_every_public_name_is_still_importable_from_the_package():
+    """ganpipe.config is a package (sections, loading, masking); callers import from its top."""
+    import ganpipe.config as config
+
+    for name in ["Config", "GenerateConfig", "ReportConfig", "DEFAULT_FILTERS", "load_config",
+                 "validate_config", "redact", "masked_secrets", "resolve_env_refs",
+                 "templates_folder", "parse_override", "apply_overrides"]:  # fmt: skip
+        assert hasattr(config, name), name
+    assert load_config(None).report.templates is None

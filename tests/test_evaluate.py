@@ -10,8 +10,8 @@ from ganpipe.cli import app
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_tensor
 from ganpipe.errors import ConfigError
+from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
-from ganpipe.stages.generate import ModelRef, current_model
 from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network

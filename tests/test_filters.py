@@ -16,21 +16,26 @@ from PIL import Image, ImageFilter
 
 from ganpipe import hookimpl
 from ganpipe.builtin.filters import Memorisation, NearDuplicate, Sharpness
+from ganpipe.config import DEFAULT_FILTERS, load_config
 from ganpipe.data.dataset import load_dataset, to_tensor
 from ganpipe.data.decode import fit_square
 from ganpipe.data.demo import STYLES, render
 from ganpipe.data.images import encode
 from ganpipe.errors import ConfigError, PluginError
+from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import build_context, filter_batch, load_batch_images, open_batch
-from ganpipe.stages.generate import ModelRef, current_model, generate, planned_batch
+from ganpipe.stages.generate import generate, planned_batch
 from ganpipe.stages.report import report
 from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
-from tests.test_generate_filter_report import cfg_for, trained  # noqa: F401 (fixture)
 
 SIZE = 16  # the tiny config's image size
+
+
+def cfg_for(root, *extra):
+    return load_config(None, tiny_overrides(root) + list(extra))
 
 
 class Data:
@@ -73,8 +78,8 @@ class Data:
 
 
 @pytest.fixture(scope="module")
-def data(trained):  # noqa: F811
-    return Data(trained)
+def data(tiny_model):
+    return Data(tiny_model)
 
 
 def noisy(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -178,8 +183,8 @@ def plant(store, folder, rows, pixels) -> None:
         store.write_bytes(f"{folder}/{manifest.at[row, 'path']}", encode(px, "png"))
 
 
-def test_the_stage_names_each_planted_copy_and_keeps_every_candidate(data, trained):  # noqa: F811
-    cfg = cfg_for(trained, "generate.seed=500",
+def test_the_stage_names_each_planted_copy_and_keeps_every_candidate(data, tiny_model):
+    cfg = cfg_for(tiny_model, "generate.seed=500",
                   "filter.filters=[near_duplicate, memorisation, sharpness]")  # fmt: skip
     store, registry = data.store, data.registry
     generate(cfg, store, registry)
@@ -216,25 +221,19 @@ def fresh_of(label: str, n: int = 4) -> list[np.ndarray]:
     ]
 
 
-def test_options_reach_the_filters_and_bad_ones_name_the_key(data, trained):  # noqa: F811
-    cfg = cfg_for(trained, "filter.filters=[sharpness]",
+def test_options_reach_the_filters_and_bad_ones_name_the_key(data, tiny_model):
+    cfg = cfg_for(tiny_model, "filter.filters=[sharpness]",
                   "filter.options={sharpness: {threshold: 1.0e9}}")  # fmt: skip
     generate(cfg, data.store, data.registry)
     model, folder = planned_batch(cfg, data.store, data.registry)
     result = filter_batch(cfg, data.store, folder, model, data.registry)
     assert result.kept == 0 and result.rejected_by_reason == {"sharpness": 24}
-    bad = cfg_for(trained, "filter.filters=[memorisation]",
+    bad = cfg_for(tiny_model, "filter.filters=[memorisation]",
                   "filter.options={memorisation: {quantile: 2}}")  # fmt: skip
     with pytest.raises(
         ConfigError, match="memorisation.*quantile must be.*filter.options.memorisation"
     ):
         filter_batch(bad, data.store, folder, model, data.registry)
-
-
-def test_all_five_filters_run_by_default(data):
-    assert data.cfg.filter.filters == [
-        "realism", "style_match", "sharpness", "near_duplicate", "memorisation"
-    ]  # fmt: skip
 
 
 class Explodes:
@@ -249,8 +248,8 @@ def ganpipe_quality_filters():
     return {"explodes": Explodes}
 
 
-def test_a_failing_filter_plugin_is_named(data, trained):  # noqa: F811
-    cfg = cfg_for(trained, "filter.filters=[explodes]", "plugins=[tests.test_filters]")
+def test_a_failing_filter_plugin_is_named(data, tiny_model):
+    cfg = cfg_for(tiny_model, "filter.filters=[explodes]", "plugins=[tests.test_filters]")
     registry = load_registry(cfg)
     generate(cfg, data.store, registry)
     model, folder = planned_batch(cfg, data.store, registry)
@@ -271,7 +270,12 @@ def test_a_batch_made_elsewhere_is_found_by_its_folder(data, tmp_path):
     result = filter_batch(data.cfg, data.store, folder, model, data.registry, out=target)
     manifest = target.read_parquet(f"{folder}/manifest.parquet")
     assert result.candidates == len(manifest) == 4
-    assert {"realism", "memorisation", "kept", "reject_reason"} <= set(manifest.columns)
+    # The default config runs all five filters: each leaves a score per candidate and a pass
+    # rate, and any rejection names one of them.
+    assert len(DEFAULT_FILTERS) == 5 and list(result.pass_rates) == list(DEFAULT_FILTERS)
+    assert manifest[list(DEFAULT_FILTERS)].notna().all().all()
+    assert set(manifest["reject_reason"].dropna()) <= set(DEFAULT_FILTERS)
+    assert {"kept", "reject_reason"} <= set(manifest.columns)
     images = load_batch_images(target, folder, manifest["path"])
     assert images.shape == (4, 3, SIZE, SIZE)
 
@@ -301,8 +305,8 @@ def ganpipe(*args):
 
 
 @pytest.mark.slow
-def test_filter_and_report_commands_take_a_batch_folder(data, trained, tmp_path):  # noqa: F811
-    sets = [a for kv in tiny_overrides(trained) for a in ("--set", kv)]
+def test_filter_and_report_commands_take_a_batch_folder(data, tiny_model, tmp_path):
+    sets = [a for kv in tiny_overrides(tiny_model) for a in ("--set", kv)]
     out = tmp_path / "out"
     made = ganpipe("generate", "--model", data.model.uri, "--style", "style-2", "--count", "3",
                    "--out", str(out), *sets)  # fmt: skip

@@ -15,19 +15,13 @@ from typer.testing import CliRunner
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.errors import ConfigError, StoreError
+from ganpipe.generation.models import ModelRef, promote
+from ganpipe.generation.render import RENDER_ROWS, latent
+from ganpipe.generation.request import BatchRequest
 from ganpipe.registry import load_registry
-from ganpipe.stages.generate import (
-    RENDER_ROWS,
-    ModelRef,
-    assemble_batch,
-    generate,
-    generate_chunk,
-    latent,
-    plan_batch,
-    promote,
-)
+from ganpipe.stages.generate import assemble_batch, generate, generate_chunk, plan_batch
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import StyleTable, load_styles, styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network
 from tests.conftest import tiny_overrides
@@ -165,6 +159,55 @@ def test_request_errors_name_the_key(root):
         cfg_for(root, "generate.seeds=[3, 3]")
     with pytest.raises(ConfigError, match="nothing to move between"):
         generate(cfg_for(root, "generate.interpolate={seeds: [4]}"), store)
+
+
+# Batch ids of requests made before the request was typed: folders in stores carry them.
+PINNED_IDS = {
+    "plain": ([], "demo-v-abc-b4c71580"),
+    "counts": (["generate.styles=[style-1, 3, 4]", "generate.per_style=2",
+                "generate.counts={style-1: 4, 4: 0}", "generate.seed=10"], "demo-v-abc-8a50445d"),
+    "seeds, truncation, webp": (["generate.seeds=[5, 9]", "generate.truncation=0.7",
+                                 "generate.format=webp", "generate.quality=80"],
+                                "demo-v-abc-b6714a28"),
+    "png level": (["generate.png_level=9"], "demo-v-abc-2c5d0abd"),
+    "mixing style": (["generate.mixing={style: 2, crossover: 1}"], "demo-v-abc-0d8ba70e"),
+    "mixing seed": (["generate.mixing={seed: 9}"], "demo-v-abc-bce56d92"),
+    "between styles": (["generate.interpolate={styles: [style-0, 3], frames: 5}",
+                        "generate.seed=6"], "demo-v-abc-d5a8b668"),
+    "between seeds": (["generate.interpolate={seeds: [3, 8], frames: 4}", "generate.styles=[1]"],
+                      "demo-v-abc-0ba87ad2"),
+    "reference": (["generate.reference=[REF]", "generate.reference_temperature=0.5"],
+                  "demo-v-abc-1c1e64b0"),
+}  # fmt: skip
+
+
+def six_styles() -> StyleTable:
+    names = [f"style-{i}" for i in range(6)]
+    return StyleTable(names, [1] * 6, torch.zeros(6, 2), [[]] * 6, "texture", {})
+
+
+@pytest.mark.parametrize("case", list(PINNED_IDS))
+def test_batch_request_identity_keeps_the_batch_ids_it_always_had(tmp_path, case):
+    ref = tmp_path / "ref.bin"
+    ref.write_bytes(b"reference bytes")  # only its hash enters the request
+    sets, expected = PINNED_IDS[case]
+    g = load_config(None, [s.replace("REF", str(ref)) for s in sets]).generate
+    request = BatchRequest.from_config(g, six_styles())
+    assert request.batch_id({"model": "demo", "version": "v-abc"}) == expected
+    # request.json reads back as the same request, whatever else it describes for readers
+    written = json.loads(json.dumps(request.to_json("s3://b/models/demo/v-abc", {"style-0": 1.0})))
+    assert BatchRequest.from_json(written) == request
+    assert BatchRequest.from_json(request.to_json()) == request
+    assert written["model"] == "s3://b/models/demo/v-abc" and "model" not in request.identity()
+
+
+def test_batch_request_styles_from_the_command_line_keep_their_ids():
+    g = load_config().generate
+    request = BatchRequest.from_config(g, six_styles(), ["4", "style-2"])
+    assert request.styles == ("style-4", "style-2")
+    assert request.batch_id({"model": "demo", "version": "v-abc"}) == "demo-v-abc-dab1b07a"
+    with pytest.raises(ConfigError, match="unknown style 'nope'.*Where: --style"):
+        BatchRequest.from_config(g, six_styles(), ["nope"])
 
 
 # Resuming ------------------------------------------------------------------------------------
@@ -415,3 +458,9 @@ def test_cli_interpolation_truncation_and_seeds(root, tmp_path):
         "00000005.png", "00000009.png"]  # fmt: skip
     done = runner.invoke(app, ["generate", "--mix-seed", "3", *sets])
     assert done.exit_code == 1 and "does not support style mixing" in done.output
+    # A bad value is reported under its option, with how to fix it.
+    done = runner.invoke(app, ["generate", "--seeds", "3,3", *sets])
+    assert done.exit_code == 1 and "--seeds 3,3: give distinct seeds" in done.output
+    assert "Where: --seeds" in done.output and "Fix: give distinct whole numbers" in done.output
+    done = runner.invoke(app, ["generate", "--between-styles", "style-1", "nope", *sets])
+    assert done.exit_code == 1 and "Where: --between-styles" in done.output

@@ -6,9 +6,10 @@ import torch
 
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError, PluginError, StoreError
+from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import filter_batch
-from ganpipe.stages.generate import ModelRef, current_model, generate, planned_batch
+from ganpipe.stages.generate import generate, planned_batch
 from ganpipe.stages.report import report
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides, train_tiny_model

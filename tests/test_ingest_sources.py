@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import ganpipe.stages.ingest as ingest_module
+import ganpipe.data.inputs as input_module  # where each input is decoded
 from ganpipe.errors import ConfigError
 from ganpipe.store import RunStore
 from tests.conftest import write_png
@@ -85,7 +85,7 @@ def test_reingest_decodes_nothing_and_new_files_only_what_is_new(
     def no_decoding(*args, **kwargs):
         raise AssertionError("unchanged inputs must not be decoded")
 
-    monkeypatch.setattr(ingest_module, "decode_image", no_decoding)
+    monkeypatch.setattr(input_module, "decode_image", no_decoding)
     again, *_ = run(tmp_path, [labelled_folder])
     assert again.reused and again.decoded == 0 and again.fingerprint == first.fingerprint
     monkeypatch.undo()
@@ -93,8 +93,8 @@ def test_reingest_decodes_nothing_and_new_files_only_what_is_new(
     write_png(labelled_folder / "blue" / "new.png", (30, 30, 250), seed=77)
     (labelled_folder / "blue" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     calls = []
-    real = ingest_module.decode_image
-    monkeypatch.setattr(ingest_module, "decode_image", lambda d, s: calls.append(1) or real(d, s))
+    real = input_module.decode_image
+    monkeypatch.setattr(input_module, "decode_image", lambda d, s: calls.append(1) or real(d, s))
     grown, manifest, rejects = run(tmp_path, [labelled_folder])
     assert len(calls) == 2 and grown.decoded == 2 and grown.reused_inputs == 12
     assert grown.fingerprint != first.fingerprint and len(manifest) == 13

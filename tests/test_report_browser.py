@@ -11,14 +11,11 @@ from ganpipe.config import load_config
 from ganpipe.registry import load_registry
 from ganpipe.stages.evaluate import evaluate
 from ganpipe.stages.filter import filter_batch
-from ganpipe.stages.generate import current_model, generate, planned_batch, promote
-from ganpipe.stages.ingest import ingest
+from ganpipe.stages.generate import current_model, generate, planned_batch
 from ganpipe.stages.report import model_report, report
-from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 from tests.browser import check_page, chromium_binary
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_tiny_model
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,13 +29,10 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "store"
-    cfg = load_config(None, tiny_overrides(root, **{"train.sample_every": 30,
-                                                    "evaluate.per_style": 12}))  # fmt: skip
+    overrides = tiny_overrides(root, **{"train.sample_every": 30, "evaluate.per_style": 12})
+    train_tiny_model(root, overrides)
+    cfg = load_config(None, overrides)
     store, registry = RunStore.from_config(cfg), load_registry(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    trained = train(cfg, store, registry)
-    promote(store, trained.model, trained.version)
     model = current_model(cfg, store)
     evaluate(cfg, store, model, registry)
     generate(cfg, store, registry)

@@ -8,7 +8,8 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.data.demo import write_demo_dataset
-from ganpipe.errors import ConfigError
+from ganpipe.errors import ConfigError, StoreError
+from ganpipe.generation.models import champion, current_model, promote
 from ganpipe.stages.gate import decide
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
@@ -32,6 +33,17 @@ def test_an_unknown_gate_metric_is_a_config_error():
     with pytest.raises(ConfigError) as err:
         decide("m/v", {"fd": 1.0}, "m/w", {"fd": 1.0}, ["fid"], 0.0, HIGHER)
     assert err.value.where == "retrain.gate" and "fd" in err.value.fix
+
+
+def test_the_champion_is_what_current_names(tiny_config):
+    store = RunStore.from_config(tiny_config)
+    assert champion(tiny_config, store) is None
+    with pytest.raises(StoreError, match="has no current version"):
+        current_model(tiny_config, store)
+    assert promote(store, "demo", "v-1", expected=None)
+    assert not promote(store, "demo", "v-2", expected=None)  # someone promoted meanwhile
+    assert champion(tiny_config, store).folder == "models/demo/v-1"
+    assert current_model(tiny_config, store) == champion(tiny_config, store)
 
 
 @pytest.mark.slow

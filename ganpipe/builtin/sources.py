@@ -1,5 +1,10 @@
-"""Built-in sources: folders and globs on any fsspec filesystem (local, s3://, ...), CSV and
-Parquet manifests that list images, and the demo dataset."""
+"""The built-in source plugins: folders and globs on any fsspec filesystem (local, s3://, ...),
+CSV and Parquet manifests that list images, and the demo dataset.
+
+Each is registered like a third-party source (``SOURCES``, picked up by ``ganpipe.builtin``), so
+the core that turns ``dataset.sources`` into ``SourceItem``s (``ganpipe/data/source_listing.py``)
+knows none of them by name (docs/architecture.md, "Plugins").
+"""
 
 from __future__ import annotations
 
@@ -134,8 +139,33 @@ def manifest_source(uri: str, config, storage_options: dict[str, Any]) -> Iterat
     folder and must stay inside it; absolute URIs (``s3://...``) and, for a local manifest,
     absolute paths are taken as they are."""
     fs, path = _open_fs(uri, storage_options)
-    remote = "://" in uri
     table = _read_table(fs, path, uri)
+    column, label_column = _manifest_columns(table, config, uri)
+    rows = _ManifestRows(uri, fs, path, storage_options)
+    paths = table[column].tolist()
+    labels = table[label_column].tolist() if label_column else [None] * len(paths)
+    for row_no, (raw, value) in enumerate(zip(paths, labels)):
+        label = None if _missing(value) else str(value)
+        if _missing(raw) or not str(raw).strip():
+            yield _refused(f"{uri} row {row_no + 1}", label, "unreadable", "the row has no path")
+            continue
+        entry = str(raw).strip()
+        found = rows.resolve(entry, row_no)
+        if isinstance(found, str):  # why the row is refused
+            yield _refused(f"{entry} (in {uri})", label, "outside_root", found)
+            continue
+        target_fs, target, display, rel = found
+        yield SourceItem(
+            uri=display,
+            label=label if label_column is not None else _label_for(rel, config.labels),
+            read=_reader(target_fs, target),
+            stat=_stat(target_fs, target),
+        )
+
+
+def _manifest_columns(table, config, uri: str) -> tuple[str, str | None]:
+    """The manifest's path column and label column (None without ``labels: column:<name>``),
+    both checked to be there."""
     column = config.path_column
     if column not in table.columns:
         raise ConfigError(
@@ -151,47 +181,39 @@ def manifest_source(uri: str, config, storage_options: dict[str, Any]) -> Iterat
             f"{', '.join(map(str, table.columns))}",
             where="dataset.labels",
         )
-    root = posixpath.dirname(path)
-    other_fs: dict[str, Any] = {}
-    paths = table[column].tolist()
-    labels = table[label_column].tolist() if label_column else [None] * len(paths)
-    for row_no, (raw, value) in enumerate(zip(paths, labels)):
-        label = None if _missing(value) else str(value)
-        if _missing(raw) or not str(raw).strip():
-            yield _refused(f"{uri} row {row_no + 1}", label, "unreadable", "the row has no path")
-            continue
-        entry = str(raw).strip()
+    return column, label_column
+
+
+class _ManifestRows:
+    """Where the rows of one manifest point: each entry resolved to its filesystem, path,
+    display URI and the path relative to the manifest's folder (which names a ``dirs`` label).
+    Filesystems of absolute URIs are opened once per scheme."""
+
+    def __init__(self, uri: str, fs, path: str, storage_options: dict[str, Any]):
+        self.uri, self.fs, self.storage_options = uri, fs, storage_options
+        self.remote = "://" in uri
+        self.root = posixpath.dirname(path)
+        self.other_fs: dict[str, Any] = {}
+
+    def resolve(self, entry: str, row_no: int) -> tuple[Any, str, str, str] | str:
+        """(filesystem, path, display URI, relative path), or why the row is refused."""
         if "://" in entry:
             scheme = entry.split("://", 1)[0]
-            if scheme not in other_fs:
-                other_fs[scheme] = _open_fs(entry, storage_options)[0]
-            target_fs, target = other_fs[scheme], other_fs[scheme]._strip_protocol(entry)
-            display, rel = entry, posixpath.basename(target)
-        elif entry.startswith("/") and not remote:
-            target_fs, target, display, rel = fs, entry, entry, posixpath.basename(entry)
-        else:
-            target = posixpath.normpath(
-                posixpath.join(root, entry.lstrip("/") if remote else entry)
-            )
-            if not target.startswith(root.rstrip("/") + "/"):
-                yield _refused(
-                    f"{entry} (in {uri})",
-                    label,
-                    "outside_root",
-                    f"row {row_no + 1} points outside the manifest's folder {root}",
-                )
-                continue
-            target_fs, display, rel = (
-                fs,
-                _display(fs, target, remote),
-                posixpath.relpath(target, root),
-            )
-        yield SourceItem(
-            uri=display,
-            label=label if label_column is not None else _label_for(rel, config.labels),
-            read=_reader(target_fs, target),
-            stat=_stat(target_fs, target),
+            if scheme not in self.other_fs:
+                self.other_fs[scheme] = _open_fs(entry, self.storage_options)[0]
+            target_fs = self.other_fs[scheme]
+            target = target_fs._strip_protocol(entry)
+            return target_fs, target, entry, posixpath.basename(target)
+        if entry.startswith("/") and not self.remote:
+            return self.fs, entry, entry, posixpath.basename(entry)
+        root = self.root
+        target = posixpath.normpath(
+            posixpath.join(root, entry.lstrip("/") if self.remote else entry)
         )
+        if not target.startswith(root.rstrip("/") + "/"):
+            return f"row {row_no + 1} points outside the manifest's folder {root}"
+        display = _display(self.fs, target, self.remote)
+        return self.fs, target, display, posixpath.relpath(target, root)
 
 
 def _read_table(fs, path: str, uri: str):

@@ -80,7 +80,8 @@ def latest_fingerprint(store: RunStore, name: str) -> str:
 
 def load_dataset(store: RunStore, name: str, fingerprint: str | None = None) -> Dataset:
     fingerprint = fingerprint or latest_fingerprint(store, name)
-    manifest = store.read_parquet(f"{layout.dataset_dir(name, fingerprint)}/manifest.parquet")
+    files = layout.DatasetFiles(layout.dataset_dir(name, fingerprint))
+    manifest = store.read_parquet(files.manifest)
     return Dataset(store, name, fingerprint, manifest)
 
 

@@ -6,6 +6,10 @@ listing already knows it. Fetching is deferred so ingestion can read in parallel
 whose identity it has seen before, and account for an unreadable file as a reject instead of
 failing the whole listing. A source can also hand over an entry it refuses outright (a manifest
 row pointing outside its root) as a ``problem``, so that it is counted and reported, not lost.
+
+This is the core every source goes through (which source handles a URI, duplicates across
+sources, the order); the sources themselves are plugins, the built-in ones (folders, globs,
+manifests, the demo) in ``ganpipe/builtin/sources.py`` (docs/architecture.md, "Plugins").
 """
 
 from __future__ import annotations

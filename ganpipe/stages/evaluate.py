@@ -10,18 +10,18 @@ retrain can compare a challenger with the champion on ``metrics`` and ``HIGHER_I
 from __future__ import annotations
 
 import math
-import posixpath
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from ganpipe.config import Config
+from ganpipe.config import Config, EvaluateConfig
 from ganpipe.data.dataset import Dataset, load_dataset, to_pixels
-from ganpipe.errors import ConfigError, GanpipeError, PluginError
+from ganpipe.errors import ConfigError
+from ganpipe.generation.models import ModelRef, current_model
+from ganpipe.generation.render import latent
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.generate import ModelRef, current_model, latent
 from ganpipe.stages.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
 from ganpipe.stats import metrics as m
 from ganpipe.store import RunStore
@@ -75,73 +75,99 @@ def evaluate(
     generator, meta = load_network(model.store, model.folder, "generator", registry)
     table = StyleTable.from_json(meta["styles"])
     spaces = _feature_spaces(table, extra, e.feature_options)
-
-    # Real images: a seeded sample of each style of the dataset the model was trained on.
     dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
-    current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
-    check_same_styles(current, table, model.uri)
-    style_of = dict(zip(assignments["id"], assignments["style"]))
-    real_rows = dataset.sample(e.per_style, dataset.manifest["id"].map(style_of), seed=e.seed)
-    real_pixels = dataset.load_pixels(real_rows)
-    real_styles = torch.tensor([table.index(style_of[i]) for i in real_rows["id"]])
+    images = _Images.draw(config, store, model, dataset, table, generator)
+    found = {
+        name: _measure(registry, dataset, name, options, table, images, config)
+        for name, options in spaces.items()
+    }
+    result = _result(model, meta, table, found, images, dataset.fingerprint, e)
+    model.store.write_json(model.files.evaluation, result.to_dict())
+    return result
 
-    # Samples: per_style of each style, seeds e.seed + i, as the 8-bit images a user gets.
-    fake_styles = torch.arange(len(table.names)).repeat_interleave(e.per_style)
-    seeds = [e.seed + i for i in range(e.per_style)] * len(table.names)
-    fake_pixels = _render(generator, fake_styles, seeds, config.generate.batch_size)
 
-    smallest = min(len(real_pixels), len(fake_pixels))
-    if smallest <= DC_K:
-        raise ConfigError(
-            f"too few images to evaluate: {len(real_pixels)} real and {len(fake_pixels)} "
-            f"generated, and the neighbourhood metrics need more than {DC_K} of each",
-            where="evaluate.per_style",
-            fix="raise evaluate.per_style, or add images to the dataset",
+@dataclass
+class _Images:
+    """What every feature space compares: real images and samples (8-bit pixels), with the
+    style index of each."""
+
+    real: np.ndarray
+    real_styles: torch.Tensor
+    fake: np.ndarray
+    fake_styles: torch.Tensor
+
+    @property
+    def smallest(self) -> int:
+        return min(len(self.real), len(self.fake))
+
+    @classmethod
+    def draw(cls, config: Config, store: RunStore, model: ModelRef, dataset: Dataset,
+             table: StyleTable, generator: torch.nn.Module) -> _Images:  # fmt: skip
+        """Real images: a seeded sample of each style of the dataset the model was trained on.
+        Samples: ``per_style`` of each style, seeds ``seed + i``, as the 8-bit images a user
+        gets. Too few of either for the neighbourhood metrics is a config error."""
+        e = config.evaluate
+        current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
+        check_same_styles(current, table, model.uri)
+        style_of = dict(zip(assignments["id"], assignments["style"]))
+        real_rows = dataset.sample(e.per_style, dataset.manifest["id"].map(style_of), seed=e.seed)
+        real_styles = torch.tensor([table.index(style_of[i]) for i in real_rows["id"]])
+        fake_styles = torch.arange(len(table.names)).repeat_interleave(e.per_style)
+        seeds = [e.seed + i for i in range(e.per_style)] * len(table.names)
+        images = cls(
+            dataset.load_pixels(real_rows),
+            real_styles,
+            _render(generator, fake_styles, seeds, config.generate.batch_size),
+            fake_styles,
         )
-
-    # Metrics in every feature space.
-    found: dict[str, dict] = {}
-    for name, options in spaces.items():
-        encoder = _encoder(
-            registry,
-            dataset,
-            name,
-            options,
-            config.dataset.image_size,
-            primary=name == table.encoder,
-        )
-        with step(f"evaluate in {name} features", total=2) as advance:
-            real_e = _embed(encoder, name, real_pixels)
-            advance(1)
-            fake_e = _embed(encoder, name, fake_pixels)
-            centroids = table.centroids if name == table.encoder else None
-            found[name] = _space_metrics(
-                real_e, real_styles, fake_e, fake_styles, table.names, centroids, e.seed
+        if images.smallest <= DC_K:
+            raise ConfigError(
+                f"too few images to evaluate: {len(images.real)} real and {len(images.fake)} "
+                f"generated, and the neighbourhood metrics need more than {DC_K} of each",
+                where="evaluate.per_style",
+                fix="raise evaluate.per_style, or add images to the dataset",
             )
-            advance(1)
+        return images
 
+
+def _measure(registry: Registry, dataset: Dataset, name: str, options: dict,
+             table: StyleTable, images: _Images, config: Config) -> dict:  # fmt: skip
+    """The metrics in one feature space; style accuracy only in the style table's own."""
+    primary = name == table.encoder
+    encoder = _encoder(registry, dataset, name, options, config.dataset.image_size, primary)
+    with step(f"evaluate in {name} features", total=2) as advance:
+        real_e = _embed(registry, encoder, name, images.real)
+        advance(1)
+        fake_e = _embed(registry, encoder, name, images.fake)
+        found = _space_metrics(real_e, images.real_styles, fake_e, images.fake_styles,
+                               table.names, table.centroids if primary else None,
+                               config.evaluate.seed)  # fmt: skip
+        advance(1)
+    return found
+
+
+def _result(model: ModelRef, meta: dict, table: StyleTable, found: dict[str, dict],
+            images: _Images, fingerprint: str, e: EvaluateConfig) -> EvaluationResult:  # fmt: skip
     primary = found[table.encoder]["metrics"]
-    result = EvaluationResult(
+    return EvaluationResult(
         model=f"{meta['model']}/{meta['version']}",
-        uri=model.store.uri(posixpath.join(model.folder, "evaluation.json")),
+        uri=model.store.uri(model.files.evaluation),
         features=table.encoder,
         metrics={k: primary[k] for k in HIGHER_IS_BETTER},
         spaces=found,
-        samples=len(fake_pixels),
-        real_images=len(real_pixels),
+        samples=len(images.fake),
+        real_images=len(images.real),
         settings={
             "per_style": e.per_style,
             "seed": e.seed,
-            "features": list(spaces),
+            "features": list(found),
             "precision_recall_k": PR_K,
             "density_coverage_k": DC_K,
             "kid_subsets": KID_SUBSETS,
-            "kid_subset_size": _kid_subset_size(smallest),
-            "dataset_fingerprint": dataset.fingerprint,
+            "kid_subset_size": _kid_subset_size(images.smallest),
+            "dataset_fingerprint": fingerprint,
         },
     )
-    model.store.write_json(posixpath.join(model.folder, "evaluation.json"), result.to_dict())
-    return result
 
 
 def _check_names(registry: Registry, names: list[str]) -> list[str]:
@@ -190,21 +216,16 @@ def _encoder(
         raise ConfigError(exc.what, where=f"evaluate.feature_options.{name}", fix=exc.fix) from None
 
 
-def _embed(encoder, name: str, pixels: np.ndarray) -> torch.Tensor:
-    try:
-        out = embed(encoder, pixels)
-    except GanpipeError:
-        raise
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise PluginError(
-            f"feature extractor {name!r} failed: {type(exc).__name__}: {exc}",
-            where="ganpipe_style_encoders",
-        ) from None
+def _embed(registry: Registry, encoder, name: str, pixels: np.ndarray) -> torch.Tensor:
+    """Embeddings ``(N, D)`` of ``pixels``; an encoder that fails or gives another shape is
+    its plugin's fault (``Registry.call``/``fault``)."""
+    out = registry.call("style_encoder", name, embed, encoder, pixels)
     if out.ndim != 2 or len(out) != len(pixels):
-        raise PluginError(
-            f"feature extractor {name!r} returned shape {tuple(out.shape)}, expected "
+        raise registry.fault(
+            "style_encoder",
+            name,
+            f"returned shape {tuple(out.shape)} as a feature extractor, expected "
             f"({len(pixels)}, D)",
-            where="ganpipe_style_encoders",
         )
     return out
 

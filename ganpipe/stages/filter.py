@@ -16,11 +16,12 @@ import torch
 from PIL import Image
 
 from ganpipe.config import Config
+from ganpipe.contracts import QualityFilter
 from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
-from ganpipe.errors import ConfigError, GanpipeError, PluginError, StoreError
+from ganpipe.errors import ConfigError, StoreError
+from ganpipe.generation.models import ModelRef
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.generate import ModelRef
 from ganpipe.stages.styles import StyleTable, check_same_styles, encoder_for, load_styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import load_network
@@ -102,7 +103,8 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     discriminator, meta = load_network(model.store, model.folder, "discriminator", registry)
     table = StyleTable.from_json(meta["styles"])
     fingerprint = meta["dataset_fingerprint"]
-    if not store.exists(layout.dataset_dir(config.dataset.name, fingerprint), "manifest.parquet"):
+    data_files = layout.DatasetFiles(layout.dataset_dir(config.dataset.name, fingerprint))
+    if not store.exists(data_files.manifest):
         raise StoreError(
             f"the dataset version the model {model.uri} was trained on ({config.dataset.name}/"
             f"{fingerprint}) is not in the run store {store.uri()}",
@@ -143,8 +145,8 @@ def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef,
             f"{uri!r} is not a batch folder", where="--batch",
             fix="give the folder of one batch, e.g. <out>/batches/<batch-id>",
         )  # fmt: skip
-    out = RunStore(parent or ".", storage_options)
-    if not out.exists(name, "manifest.parquet"):
+    out, files = RunStore(parent or ".", storage_options), layout.BatchFiles(name)
+    if not out.exists(files.manifest):
         inside = [out.uri(name, "batches", b) for b in out.listdir(name, "batches")[:5]]
         hint = "give a folder that 'ganpipe generate' made, e.g. <out>/batches/<batch-id>"
         raise ConfigError(
@@ -152,8 +154,7 @@ def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef,
             where="--batch",
             fix=f"pass one of {', '.join(inside)}" if inside else hint,
         )
-    request = posixpath.join(name, "request.json")
-    model_uri = out.read_json(request).get("model") if out.exists(request) else None
+    model_uri = out.read_json(files.request).get("model") if out.exists(files.request) else None
     if not model_uri:
         raise StoreError(
             f"batch {out.uri(name)} does not say which model made it (no model in request.json)",
@@ -161,10 +162,10 @@ def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef,
             fix="generate the batch again with this version of ganpipe",
         )
     model = ModelRef(RunStore(model_uri, storage_options), "")
-    if not model.store.exists("generator.json"):
+    if not model.store.exists(model.files.network("generator", "json")):
         raise StoreError(
             f"the model that made batch {out.uri(name)}, {model_uri}, is no longer there",
-            where=out.uri(request),
+            where=out.uri(files.request),
             fix="restore the model version, or generate the batch again from a current model",
         )
     return model, out, name
@@ -173,9 +174,9 @@ def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef,
 def batch_context(config, store, batch_folder, model, registry, out):
     """A generated batch's manifest, the model's description (``generator.json``: style table,
     fingerprints) and the context to score it: what the filter and report stages start from."""
-    manifest = out.read_parquet(f"{batch_folder}/manifest.parquet")
+    manifest = out.read_parquet(layout.BatchFiles(batch_folder).manifest)
     images = load_batch_images(out, batch_folder, manifest["path"])
-    meta = model.store.read_json(posixpath.join(model.folder, "generator.json"))
+    meta = model.store.read_json(model.files.network("generator", "json"))
     table = StyleTable.from_json(meta["styles"])
     styles_idx = torch.tensor([table.index(s) for s in manifest["style"]])
     context = build_context(config, store, registry, model, images, styles_idx)
@@ -186,17 +187,64 @@ def filter_batch(
     config: Config,
     store: RunStore,
     batch_folder: str,
-    model,
+    model: ModelRef,
     registry: Registry | None = None,
     out: RunStore | None = None,
 ) -> FilterResult:
+    """Score the batch in ``out`` (default ``store``) at ``batch_folder`` with every filter of
+    ``filter.filters``, apply ``filter.keep``, and record it all in the batch's manifest (every
+    candidate stays in it) and ``filter.json``. ``store`` holds the model's dataset and styles."""
     registry = registry or load_registry(config)
     out = out or store
     manifest, _, context = batch_context(config, store, batch_folder, model, registry, out)
+    verdicts = _run_filters(config, registry, context, manifest)
+    if config.filter.keep.startswith("top_k:"):
+        _keep_top_k(int(config.filter.keep.split(":", 1)[1]), manifest["style"], verdicts)
+    manifest["kept"] = verdicts.passed
+    manifest["reject_reason"] = verdicts.reasons
+    files = layout.BatchFiles(batch_folder)
+    out.write_parquet(files.manifest, manifest)
 
-    passed_all = np.ones(len(manifest), dtype=bool)
-    reasons = pd.Series([None] * len(manifest), dtype="string")
-    ranks, verdicts = [], []
+    # A filter's pass rate counts every candidate it passed, whatever the others said.
+    pass_rates = {n: round(float(p.mean()), 4) for n, p in verdicts.by_filter.items()}
+    result = FilterResult(
+        posixpath.basename(batch_folder),
+        out.uri(batch_folder),
+        len(manifest),
+        int(verdicts.passed.sum()),
+        {k: int(v) for k, v in verdicts.reasons.value_counts().items()},
+        pass_rates,
+    )
+    out.write_json(files.filter, result.to_dict())
+    return result
+
+
+@dataclass
+class _Verdicts:
+    """The filters' verdicts so far: who passes every filter, the first filter each candidate
+    failed, each filter's own verdicts and each filter's ranking of the candidates."""
+
+    passed: np.ndarray  # (N,) bool: passed every filter so far
+    reasons: pd.Series  # the first filter failed (``top_k`` once the keep policy ran), or NA
+    by_filter: dict[str, np.ndarray] = field(default_factory=dict)
+    ranks: list[np.ndarray] = field(default_factory=list)  # percentile rank, best highest
+
+    @classmethod
+    def start(cls, n: int) -> _Verdicts:
+        return cls(np.ones(n, dtype=bool), pd.Series([None] * n, dtype="string"))
+
+    def record(self, name: str, scores: np.ndarray, passed: np.ndarray, higher: bool) -> None:
+        self.by_filter[name] = passed
+        self.reasons[self.passed & ~passed] = name
+        self.passed &= passed
+        self.ranks.append(pd.Series(scores).rank(pct=True, ascending=higher).to_numpy())
+
+
+def _run_filters(
+    config: Config, registry: Registry, context: FilterContext, manifest: pd.DataFrame
+) -> _Verdicts:
+    """Every configured filter, in order; its scores become a manifest column."""
+    verdicts = _Verdicts.start(len(manifest))
     with step("quality filters", total=len(config.filter.filters)) as advance:
         for name in config.filter.filters:
             qf = registry.create(
@@ -207,60 +255,38 @@ def filter_batch(
             )
             scores, passed = _run_filter(registry, name, qf, context, len(manifest))
             manifest[name] = scores
-            verdicts.append(passed)
-            newly = passed_all & ~passed
-            reasons[newly] = name
-            passed_all &= passed
-            ranks.append(pd.Series(scores).rank(pct=True, ascending=qf.higher_is_better).to_numpy())
+            verdicts.record(name, scores, passed, qf.higher_is_better)
             advance(1)
-
-    # Keep policy: every passing candidate, or only the best k of each style.
-    keep = config.filter.keep
-    if keep.startswith("top_k:"):
-        k = int(keep.split(":", 1)[1])
-        quality = np.mean(ranks, axis=0) if ranks else np.zeros(len(manifest))
-        for style in manifest["style"].unique():
-            members = np.flatnonzero((manifest["style"] == style).to_numpy() & passed_all)
-            beyond = (
-                members[np.argsort(-quality[members], kind="stable")][k:] if len(members) else []
-            )
-            passed_all[beyond] = False
-            reasons[beyond] = "top_k"
-    manifest["kept"] = passed_all
-    manifest["reject_reason"] = reasons
-    out.write_parquet(f"{batch_folder}/manifest.parquet", manifest)
-
-    batch_id = posixpath.basename(batch_folder)
-    # A filter's pass rate counts every candidate it passed, whatever the others said.
-    pass_rates = {n: round(float(p.mean()), 4) for n, p in zip(config.filter.filters, verdicts)}
-    result = FilterResult(
-        batch_id,
-        out.uri(batch_folder),
-        len(manifest),
-        int(passed_all.sum()),
-        {k: int(v) for k, v in reasons.value_counts().items()},
-        pass_rates,
-    )
-    out.write_json(f"{batch_folder}/filter.json", result.to_dict())
-    return result
+    return verdicts
 
 
-def _run_filter(registry, name, qf, context, n) -> tuple[np.ndarray, np.ndarray]:
-    plugin = registry.get("quality_filter", name).plugin
-    try:
-        scores, passed = qf.score(context)
-    except GanpipeError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"quality filter {name!r} ({plugin}) failed: {type(exc).__name__}: {exc}",
-            where="ganpipe_quality_filters",
-        ) from None
-    scores, passed = np.asarray(scores, dtype=float), np.asarray(passed, dtype=bool)
+def _keep_top_k(k: int, styles: pd.Series, verdicts: _Verdicts) -> None:
+    """Of each style's passing candidates keep the best ``k`` by mean rank over the filters;
+    the others are rejected as ``top_k``."""
+    n = len(styles)
+    quality = np.mean(verdicts.ranks, axis=0) if verdicts.ranks else np.zeros(n)
+    for style in styles.unique():
+        members = np.flatnonzero((styles == style).to_numpy() & verdicts.passed)
+        beyond = members[np.argsort(-quality[members], kind="stable")][k:] if len(members) else []
+        verdicts.passed[beyond] = False
+        verdicts.reasons[beyond] = "top_k"
+
+
+def _run_filter(
+    registry: Registry, name: str, qf: QualityFilter, context: FilterContext, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``qf.score(context)`` as arrays, checked to hold one entry per candidate; anything
+    wrong is the filter's plugin's fault (``Registry.call``/``fault``)."""
+    scores, passed = registry.call("quality_filter", name, _scored, qf, context)
     if scores.shape != (n,) or passed.shape != (n,):
-        raise PluginError(
-            f"quality filter {name!r} ({plugin}) returned shapes {scores.shape} and "
-            f"{passed.shape}, expected ({n},) for both",
-            where="ganpipe_quality_filters",
+        raise registry.fault(
+            "quality_filter",
+            name,
+            f"returned shapes {scores.shape} and {passed.shape}, expected ({n},) for both",
         )
     return scores, passed
+
+
+def _scored(qf: QualityFilter, context: FilterContext) -> tuple[np.ndarray, np.ndarray]:
+    scores, passed = qf.score(context)
+    return np.asarray(scores, dtype=float), np.asarray(passed, dtype=bool)

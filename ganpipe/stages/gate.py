@@ -9,12 +9,11 @@ can see later why production did or did not change.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import asdict, dataclass, field
 
 from ganpipe.config import Config
 from ganpipe.errors import ConfigError
-from ganpipe.stages.generate import ModelRef
+from ganpipe.generation.models import ModelRef
 from ganpipe.store import RunStore, layout
 
 
@@ -35,32 +34,24 @@ class Decision:
 def trained_version_for(store: RunStore, model_name: str, fingerprint: str) -> str | None:
     """A finished model version trained on this dataset fingerprint, if any (newest first by
     name is not meaningful, so the current version is preferred when it qualifies)."""
-    root = f"models/{model_name}"
+    root = layout.model_root(model_name)
     current_file = layout.model_current(model_name)
     current = store.read_text(current_file).strip() if store.exists(current_file) else None
     versions = [v for v in store.listdir(root) if v.startswith("v-")]
     for version in sorted(versions, key=lambda v: v != current):
-        folder = layout.model_dir(model_name, version)
-        if not store.exists(f"{folder}/training.json") or not store.exists(
-            f"{folder}/generator.json"
-        ):
+        files = layout.ModelFiles(layout.model_dir(model_name, version))
+        description = files.network("generator", "json")
+        if not store.exists(files.training) or not store.exists(description):
             continue
-        if store.read_json(f"{folder}/generator.json").get("dataset_fingerprint") == fingerprint:
+        if store.read_json(description).get("dataset_fingerprint") == fingerprint:
             return version
     return None
-
-
-def champion(config: Config, store: RunStore) -> ModelRef | None:
-    pointer = layout.model_current(config.model_name)
-    if not store.exists(pointer):
-        return None
-    return ModelRef(store, layout.model_dir(config.model_name, store.read_text(pointer).strip()))
 
 
 def stored_metrics(model: ModelRef, config: Config) -> dict[str, float] | None:
     """A model's metrics from its ``evaluation.json``, if it was evaluated with these
     settings (otherwise the numbers are not comparable and it is evaluated again)."""
-    rel = posixpath.join(model.folder, "evaluation.json")
+    rel = model.files.evaluation
     if not model.store.exists(rel):
         return None
     found = model.store.read_json(rel)
@@ -115,4 +106,4 @@ def decide(
 
 
 def record(store: RunStore, model_folder: str, decision: Decision) -> str:
-    return store.write_json(f"{model_folder}/retrain.json", decision.to_dict())
+    return store.write_json(layout.ModelFiles(model_folder).retrain, decision.to_dict())

@@ -7,24 +7,32 @@ interpolation strips between styles, the loss curves, the batch's figures and th
 evaluation. A model's report (``models/<name>/<version>/report.html``) shows what the model makes
 of each style, interpolation strips, the sample grids taken during training, the loss curves and
 its evaluation. The figures also go to ``metrics.json`` for machines.
+
+This module gathers the data; the pages are jinja2 templates (``ganpipe/templates``), so a team
+can restyle or reword them without forking (``report.templates``). Templates receive plain
+values only (names, numbers, data URIs) and autoescape them, so nothing in the data can add
+markup or run; the templates themselves are code and run as such.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import posixpath
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+import jinja2
 import numpy as np
 import torch
 
-from ganpipe.config import Config
+from ganpipe.config import Config, templates_folder
+from ganpipe.contracts import ConditionalGenerator, supports
 from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.data.images import encode
+from ganpipe.errors import ConfigError
+from ganpipe.generation.render import latent
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.filter import batch_context
-from ganpipe.stages.generate import latent
 from ganpipe.stages.styles import StyleTable
 from ganpipe.stats import metrics as m
 from ganpipe.store import RunStore, layout
@@ -43,6 +51,20 @@ class ReportResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One picture of a page: a data URI and its caption (empty: none)."""
+
+    src: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Strips:
+    rows: list[tuple[str, list[Figure]]]  # (label, frames)
+    blocked: str | None = None  # "one_style" | "cannot_blend": why there are no rows
+
+
 def report(
     config: Config,
     store: RunStore,
@@ -51,12 +73,46 @@ def report(
     registry: Registry | None = None,
     out: RunStore | None = None,
 ) -> ReportResult:
+    """``report.html`` and ``metrics.json`` in the batch's folder (``out``, when the batch is
+    written elsewhere than the store it reads from)."""
+    env = template_environment(config)  # a bad template folder fails before any work
     registry = registry or load_registry(config)
     out = out or store
+    files = layout.BatchFiles(batch_folder)
     manifest, meta, ctx = batch_context(config, store, batch_folder, model, registry, out)
-    table, images, styles_idx = ctx.table, ctx.images, ctx.styles
+    training = _read_optional_json(model.store, layout.ModelFiles(model.folder).training)
+    figures = _batch_figures(manifest, ctx, store, meta, training)
+    out.write_json(files.metrics, figures)
 
-    # Figures.
+    strip = None
+    if out.exists(files.strip):  # an interpolation batch
+        strip = _png_figure(out.read_bytes(files.strip), "interpolation strip")
+    generator, _ = load_network(model.store, model.folder, "generator", registry)
+    page = _render(
+        env,
+        "batch_report.html.j2",
+        batch_id=posixpath.basename(batch_folder),
+        model=meta["model"],
+        version=meta["version"],
+        dataset=config.dataset.name,
+        fingerprint=meta["dataset_fingerprint"],
+        kept=int(figures["kept"]),
+        candidates=int(figures["candidates"]),
+        styles=_batch_styles(manifest, ctx),
+        reasons=_reasons(manifest),
+        strip=strip,
+        strips=_strips(generator, ctx.table),
+        losses=_loss_chart(_read_metrics(model.store, model.folder)),
+        figures=figures,
+        stopped_early=_stopped_early(training),
+        evaluation=_evaluation(model),
+    )
+    return ReportResult(out.write_text(files.report, page), figures)
+
+
+def _batch_figures(manifest, ctx, store: RunStore, meta: dict, training: dict | None) -> dict:
+    """The batch's numbers, for ``metrics.json`` and the page."""
+    table, styles_idx = ctx.table, ctx.styles
     fake_e, real_e = ctx.fake_embeddings(), ctx.real_embeddings()
     kept = torch.tensor(manifest["kept"].to_numpy(dtype=bool))
     figures: dict[str, float] = {
@@ -72,58 +128,58 @@ def report(
         figures["style_accuracy_kept"] = m.style_accuracy(
             fake_e[kept], styles_idx[kept], table.centroids
         )
-    training = _read_optional_json(model.store, posixpath.join(model.folder, "training.json"))
-    curves = _read_metrics(model.store, model.folder)
     styles_quality = _styles_quality(store, meta, table.encoder)
     figures.update({f"styles_{k}": v for k, v in styles_quality.items()})
-    if training:
-        figures["train_steps"] = float(training["steps_done"])
-        figures["train_images_per_second"] = float(training["images_per_second"])
-    out.write_json(f"{batch_folder}/metrics.json", figures)
+    figures.update(_training_figures(training))
+    return figures
 
-    # Page.
-    fake_px = to_pixels(images)
-    sections = []
+
+def _training_figures(training: dict | None) -> dict[str, float]:
+    if not training:
+        return {}
+    return {
+        "train_steps": float(training["steps_done"]),
+        "train_images_per_second": float(training["images_per_second"]),
+    }
+
+
+def _batch_styles(manifest, ctx) -> list[dict[str, Any]]:
+    """Per style: real exemplars, then up to SHOW kept and SHOW rejected samples."""
+    fake_px = to_pixels(ctx.images)
+    table, sections = ctx.table, []
     for s, name in enumerate(table.names):
-        ex = list(ctx.dataset.load_pixels(ctx.dataset.rows_for(table.exemplars[s][:SHOW])))
+        ex = ctx.dataset.load_pixels(ctx.dataset.rows_for(table.exemplars[s][:SHOW]))
         mine = manifest.index[manifest["style"] == name].to_numpy()
-        kept_rows = [i for i in mine if manifest.at[i, "kept"]][:SHOW]
-        rej_rows = [i for i in mine if not manifest.at[i, "kept"]][:SHOW]
+        kept = [i for i in mine if manifest.at[i, "kept"]]
+        rejected = [i for i in mine if not manifest.at[i, "kept"]][:SHOW]
         sections.append(
-            _style_section(
-                name,
-                table.sizes[s],
-                len(mine),
-                len([i for i in mine if manifest.at[i, "kept"]]),
-                [(px, "") for px in ex],
-                [(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept_rows],
-                [(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rej_rows],
-            )
+            {
+                "name": name,
+                "real_count": table.sizes[s],
+                "asked": len(mine),
+                "kept": len(kept),
+                "exemplars": [_figure(px) for px in ex],
+                "kept_samples": [
+                    _figure(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept[:SHOW]
+                ],
+                "rejected_samples": [
+                    _figure(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rejected
+                ],
+            }
         )
-    reasons = manifest["reject_reason"].value_counts()
-    parts = [
-        ("Styles: real exemplars and generated samples", "".join(sections)),
-        ("Why samples were rejected", _reasons_table(reasons, len(manifest))),
+    return sections
+
+
+def _reasons(manifest) -> list[dict[str, Any]]:
+    total = len(manifest)
+    return [
+        {
+            "reason": str(k),
+            "count": int(v),
+            "share": v / total,
+        }
+        for k, v in manifest["reject_reason"].value_counts().items()
     ]
-    if out.exists(f"{batch_folder}/strip.png"):  # an interpolation batch
-        strip = out.read_bytes(f"{batch_folder}/strip.png")
-        parts.append(("This batch's interpolation", _raw_img(strip, "interpolation strip")))
-    generator, _ = load_network(model.store, model.folder, "generator", registry)
-    parts += [
-        ("Interpolation between styles", _strips(generator, table)),
-        ("Training losses", _loss_chart(curves)),
-        ("Batch figures", _metrics_table(figures, training)),
-        ("Model evaluation", _evaluation(model)),
-    ]
-    page = _page(
-        title=f"ganpipe batch {posixpath.basename(batch_folder)}",
-        subtitle=f"model {meta['model']}/{meta['version']} · dataset "
-        f"{config.dataset.name}/{meta['dataset_fingerprint']} · "
-        f"{int(figures['kept'])} of {int(figures['candidates'])} samples kept",
-        parts=parts,
-    )
-    uri = out.write_text(f"{batch_folder}/report.html", page)
-    return ReportResult(uri, figures)
 
 
 def model_report(
@@ -132,63 +188,77 @@ def model_report(
     """``report.html`` in the model's folder: what the model makes of each style (seeds 0 to
     7, the same latents in every style), interpolation strips, training progress and its
     evaluation (``ganpipe evaluate`` writes it; the page says so when it is missing)."""
+    env = template_environment(config)
     registry = registry or load_registry(config)
+    files = layout.ModelFiles(model.folder)
     generator, meta = load_network(model.store, model.folder, "generator", registry)
     table = StyleTable.from_json(meta["styles"])
     dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
+    training = _read_optional_json(model.store, files.training)
+    figures = _training_figures(training)
+    page = _render(
+        env,
+        "model_report.html.j2",
+        model=meta["model"],
+        version=meta["version"],
+        dataset=config.dataset.name,
+        fingerprint=meta["dataset_fingerprint"],
+        style_count=len(table.names),
+        steps=meta.get("steps", "?"),
+        styles=_model_styles(generator, table, dataset),
+        strips=_strips(generator, table),
+        grids=_training_grids(model),
+        losses=_loss_chart(_read_metrics(model.store, model.folder)),
+        figures=figures,
+        stopped_early=_stopped_early(training),
+        evaluation=_evaluation(model),
+    )
+    return ReportResult(model.store.write_text(files.report, page), figures)
+
+
+@torch.inference_mode()
+def _model_styles(generator, table: StyleTable, dataset) -> list[dict[str, Any]]:
+    """Per style: real exemplars, and seeds 0 to SHOW-1 rendered in that style."""
     z = torch.stack([latent(seed, generator.z_dim) for seed in range(SHOW)])
     sections = []
     for s, name in enumerate(table.names):
         ex = dataset.load_pixels(dataset.rows_for(table.exemplars[s][:SHOW]))
-        with torch.inference_mode():
-            px = to_pixels(generator(z, torch.full((SHOW,), s)))
+        px = to_pixels(generator(z, torch.full((SHOW,), s)))
         sections.append(
-            f'<section class="style"><h2>{html.escape(name)}'
-            f"<span>{table.sizes[s]} real images</span></h2>"
-            + _row("Real exemplars", [(p, "") for p in ex], "no exemplars")
-            + _row("Generated", [(p, f"seed {i}") for i, p in enumerate(px)], "")
-            + "</section>"
+            {
+                "name": name,
+                "real_count": table.sizes[s],
+                "exemplars": [_figure(p) for p in ex],
+                "generated": [_figure(p, f"seed {i}") for i, p in enumerate(px)],
+            }
         )
-    training = _read_optional_json(model.store, posixpath.join(model.folder, "training.json"))
-    grids = sorted(n for n in model.store.listdir(posixpath.join(model.folder, "samples")))
-    progress = "".join(
-        _raw_img(model.store.read_bytes(posixpath.join(model.folder, "samples", n)),
-                 n.removesuffix(".png").replace("-", " "))
-        for n in grids[-4:]
-    ) or "<p class='empty'>no sample grids were taken during training</p>"  # fmt: skip
-    figures = {}
-    if training:
-        figures = {
-            "train_steps": float(training["steps_done"]),
-            "train_images_per_second": float(training["images_per_second"]),
-        }
-    parts = [
-        ("Styles: real exemplars and what the model makes of them", "".join(sections)),
-        ("Interpolation between styles", _strips(generator, table)),
-        ("Samples during training (one row per style)", f'<div class="grids">{progress}</div>'),
-        ("Training losses", _loss_chart(_read_metrics(model.store, model.folder))),
-        ("Training", _metrics_table(figures, training)),
-        ("Evaluation", _evaluation(model)),
+    return sections
+
+
+def _training_grids(model) -> list[Figure]:
+    """The last four sample grids taken during training (``samples/step-XXXXXXXX.png``)."""
+    # layout names each grid (ModelFiles.step_samples) but not their folder; it is that
+    # file's folder.
+    folder = posixpath.dirname(layout.ModelFiles(model.folder).step_samples(0))
+    names = sorted(model.store.listdir(folder))
+    return [
+        _png_figure(
+            model.store.read_bytes(posixpath.join(folder, n)),
+            n.removesuffix(".png").replace("-", " "),
+        )
+        for n in names[-4:]
     ]
-    page = _page(
-        title=f"ganpipe model {meta['model']}/{meta['version']}",
-        subtitle=f"dataset {config.dataset.name}/{meta['dataset_fingerprint']} · "
-        f"{len(table.names)} styles · {meta.get('steps', '?')} training steps",
-        parts=parts,
-    )
-    uri = model.store.write_text(posixpath.join(model.folder, "report.html"), page)
-    return ReportResult(uri, figures)
 
 
 @torch.inference_mode()
-def _strips(generator, table: StyleTable) -> str:
+def _strips(generator, table: StyleTable) -> Strips:
     """One strip per pair of neighbouring styles: a fixed latent while the conditioning moves
     from one style to the next (what a style blend looks like for this model)."""
     n = len(table.names)
     if n < 2:
-        return "<p class='empty'>one style: nothing to interpolate</p>"
-    if not all(callable(getattr(generator, a, None)) for a in ("condition", "render")):
-        return "<p class='empty'>this generator cannot blend styles</p>"
+        return Strips([], "one_style")
+    if not supports(generator, ConditionalGenerator):
+        return Strips([], "cannot_blend")
     z = latent(0, generator.z_dim).expand(FRAMES, -1)
     t = torch.linspace(0, 1, FRAMES)[:, None]
     rows = []
@@ -199,57 +269,41 @@ def _strips(generator, table: StyleTable) -> str:
                                               onehot[b].expand(FRAMES, -1), t))  # fmt: skip
         px = to_pixels(generator.render(z, cond))
         label = f"{table.names[a]} → {table.names[b]}"
-        rows.append(_row(html.escape(label), [(p, "") for p in px], ""))
-    return "".join(rows)
+        rows.append((label, [_figure(p) for p in px]))
+    return Strips(rows)
 
 
-def _evaluation(model) -> str:
-    found = _read_optional_json(model.store, posixpath.join(model.folder, "evaluation.json"))
+def _evaluation(model) -> dict[str, Any]:
+    """``evaluation.json`` as table rows; ``missing`` when ``ganpipe evaluate`` has not run."""
+    found = _read_optional_json(model.store, layout.ModelFiles(model.folder).evaluation)
     if not found:
-        return (
-            "<p class='empty'>not evaluated yet: run <code>ganpipe evaluate --model "
-            f"{html.escape(model.uri)}</code></p>"
-        )
+        return {"missing": True, "model_uri": model.uri}
     spaces = found["spaces"]
-    head = "".join(f"<th>{html.escape(s)} features</th>" for s in spaces)
-    keys = list(found["metrics"])
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td>"
-        + "".join(f"<td>{spaces[s]['metrics'].get(k, float('nan')):.4g}</td>" for s in spaces)
-        + f"<td>{html.escape(EVALUATION_NOTES.get(k, ''))}</td></tr>"
-        for k in keys
-    )
     per_style = spaces[found["features"]]["per_style"]
     columns = list(next(iter(per_style.values()))) if per_style else []
-    style_rows = "".join(
-        f"<tr><td>{html.escape(name)}</td>"
-        + "".join(f"<td>{_num(values.get(c))}</td>" for c in columns)
-        + "</tr>"
-        for name, values in per_style.items()
-    )
-    return (
-        f"<p>{found['samples']} samples against {found['real_images']} real images.</p>"
-        f"<table><tr><th>metric</th>{head}<th></th></tr>{rows}</table>"
-        f"<h3>Per style ({html.escape(found['features'])} features)</h3>"
-        "<table><tr><th>style</th>"
-        + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        + f"</tr>{style_rows}</table>"
-    )
+    return {
+        "missing": False,
+        "samples": found["samples"],
+        "real_images": found["real_images"],
+        "spaces": list(spaces),
+        "metrics": [
+            {
+                "name": k,
+                "cells": [spaces[s]["metrics"].get(k, float("nan")) for s in spaces],
+            }
+            for k in found["metrics"]
+        ],
+        "features": found["features"],
+        "columns": columns,
+        "per_style": [
+            {"name": name, "cells": [values.get(c) for c in columns]}
+            for name, values in per_style.items()
+        ],
+    }
 
 
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _reasons_table(reasons, total: int) -> str:
-    if reasons.empty:
-        return "<p class='empty'>no sample was rejected</p>"
-    rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{int(v)}</td><td>{v / total:.0%}</td>"
-        f"<td>{html.escape(REASON_NOTES.get(str(k), ''))}</td></tr>"
-        for k, v in reasons.items()
-    )
-    return f"<table><tr><th>reason</th><th>samples</th><th>share</th><th></th></tr>{rows}</table>"
+def _stopped_early(training: dict | None) -> bool:
+    return bool(training and training["steps_done"] < training["steps_target"])
 
 
 def _read_optional_json(store: RunStore, rel: str) -> dict | None:
@@ -257,52 +311,28 @@ def _read_optional_json(store: RunStore, rel: str) -> dict | None:
 
 
 def _read_metrics(store: RunStore, folder: str):
-    rel = posixpath.join(folder, "metrics.parquet")
+    rel = layout.ModelFiles(folder).metrics
     return store.read_parquet(rel) if store.exists(rel) else None
 
 
 def _styles_quality(store: RunStore, meta: dict, encoder: str) -> dict[str, float]:
-    rel = f"{layout.styles_dir(meta['dataset_fingerprint'], encoder)}/styles.json"
-    data = _read_optional_json(store, rel)
+    folder = layout.styles_dir(meta["dataset_fingerprint"], encoder)
+    data = _read_optional_json(store, layout.StyleFiles(folder).table_json)
     return dict(data["result"].get("quality", {})) if data else {}
 
 
-def _img(px: np.ndarray, caption: str) -> str:
-    data = base64.b64encode(encode(px)).decode()
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    alt = html.escape(caption or "image")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">{cap}</figure>'
+def _figure(px: np.ndarray, caption: str = "") -> Figure:
+    return _png_figure(encode(px), caption)
 
 
-def _raw_img(png: bytes, caption: str) -> str:
-    """An already encoded picture (a grid, a strip), shown at its own size."""
-    data = base64.b64encode(png).decode()
-    cap = html.escape(caption)
-    return (
-        f'<figure class="wide"><img src="data:image/png;base64,{data}" alt="{cap}">'
-        f"<figcaption>{cap}</figcaption></figure>"
-    )
+def _png_figure(png: bytes, caption: str = "") -> Figure:
+    return Figure(f"data:image/png;base64,{base64.b64encode(png).decode()}", caption)
 
 
-def _row(label: str, items: list[tuple[np.ndarray, str]], empty: str) -> str:
-    body = "".join(_img(px, cap) for px, cap in items) or f'<p class="empty">{empty}</p>'
-    return f'<div class="row"><h3>{label}</h3><div class="imgs">{body}</div></div>'
-
-
-def _style_section(name, real_count, asked, kept, exemplars, kept_items, rejected) -> str:
-    return (
-        f'<section class="style"><h2>{html.escape(name)}'
-        f"<span>{real_count} real images · {kept} of {asked} samples kept</span></h2>"
-        + _row("Real exemplars", exemplars, "no exemplars")
-        + _row("Generated, kept", kept_items, "none kept")
-        + _row("Generated, rejected", rejected, "none rejected")
-        + "</section>"
-    )
-
-
-def _loss_chart(curves) -> str:
+def _loss_chart(curves) -> dict[str, Any] | None:
+    """Loss curves as SVG coordinates (the template draws them); None without metrics."""
     if curves is None or curves.empty:
-        return "<p class='empty'>no training metrics recorded</p>"
+        return None
     w, h, pad = 640, 220, 36
     x = curves["step"].to_numpy(float)
     series = [("loss_d", "#d9480f"), ("loss_g", "#1c7ed6")]
@@ -317,110 +347,51 @@ def _loss_chart(curves) -> str:
             h - pad - (yv - lo) / (hi - lo) * (h - 2 * pad),
         )
 
-    lines = []
-    for key, colour in series:
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in (pt(a, b) for a, b in zip(x, curves[key])))
-        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
-    legend = "".join(
-        f'<line x1="{w - 170}" y1="{16 + 16 * i}" x2="{w - 150}" y2="{16 + 16 * i}" '
-        f'stroke="{c}" stroke-width="3"/><text x="{w - 144}" y="{20 + 16 * i}">{k}</text>'
-        for i, (k, c) in enumerate(series)
+    lines = [
+        {
+            "key": key,
+            "colour": colour,
+            "points": " ".join(f"{a:.1f},{b:.1f}" for a, b in map(pt, x, curves[key])),
+        }
+        for key, colour in series
+    ]
+    return {"width": w, "height": h, "pad": pad, "series": lines, "low": lo, "high": hi,
+            "first_step": int(x0), "last_step": int(x1)}  # fmt: skip
+
+
+def template_environment(config: Config) -> jinja2.Environment:
+    """The report templates: a team's ``report.templates`` folder first, then the built-in
+    ones, which stay reachable as ``ganpipe/<name>`` so a team template can extend the one it
+    replaces. Autoescape is on: data (style names, reasons) is escaped, never markup."""
+    builtin = jinja2.PackageLoader("ganpipe", "templates")
+    loaders: list[jinja2.BaseLoader] = [builtin]
+    folder = templates_folder(config)  # ConfigError naming report.templates when missing
+    if folder is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(folder)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader([*loaders, jinja2.PrefixLoader({"ganpipe": builtin})]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt name in a template fails, not blanks
+        keep_trailing_newline=True,
     )
-    axes = (
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>'
-        f'<text x="{pad}" y="{h - 10}">step {int(x0)}</text>'
-        f'<text x="{w - pad - 60}" y="{h - 10}">step {int(x1)}</text>'
-        f'<text x="4" y="{pad}">{hi:.2f}</text><text x="4" y="{h - pad}">{lo:.2f}</text>'
-    )
-    return (
-        f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-        f'aria-label="loss curves">{axes}{"".join(lines)}{legend}</svg>'
-    )
+    env.filters["fmt"] = format  # {{ x|fmt(".4g") }}: Python's format spec
+    return env
 
 
-METRIC_NOTES = {
-    "candidates": "samples generated",
-    "kept": "samples that passed the filters and the keep policy",
-    "kept_fraction": "kept / candidates",
-    "style_accuracy": "samples whose nearest style centroid is the style asked for",
-    "style_accuracy_kept": "the same, among kept samples",
-    "frechet_distance": "Fréchet distance of samples to real images (lower is better)",
-    "diversity_fake": "mean distance between samples of one style, style-encoder space",
-    "diversity_real": "the same between real images of one style, for comparison",
-    "styles_nmi": "agreement of discovered styles with the data's labels (1 = identical)",
-    "styles_purity": "share of images whose style's majority label is their own",
-    "styles_silhouette": "separation of the discovered styles (-1..1)",
-    "train_steps": "training steps the model received",
-    "train_images_per_second": "training throughput",
-}
-
-
-EVALUATION_NOTES = {
-    "fd": "Fréchet distance to real images (lower is better)",
-    "kid": "kernel inception-style distance, unbiased (lower is better; ~0 = indistinguishable)",
-    "precision": "share of samples that look like some real image",
-    "recall": "share of real images some sample looks like",
-    "density": "how tightly samples sit among real images (~1 for a perfect model)",
-    "coverage": "share of real images with a sample close by",
-    "style_accuracy": "samples nearest the style they were asked for",
-    "diversity_ratio": "spread of samples within a style over that of real images",
-}
-
-REASON_NOTES = {
-    "realism": "the discriminator found it less real than almost every real image",
-    "style_match": "further from its style than almost every real image of that style",
-    "sharpness": "blurrier than almost every real image of its style",
-    "near_duplicate": "nearly identical to an earlier sample of this batch",
-    "memorisation": "a near copy of a training image",
-    "top_k": "passed, but not among the best k of its style",
-}
-
-
-def _metrics_table(figures: dict[str, float], training: dict | None) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td>"
-        f"<td>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
-        for k, v in figures.items()
-    )
-    note = ""
-    if training and training["steps_done"] < training["steps_target"]:
-        note = "<p>Training stopped at its time budget before train.steps.</p>"
-    return f"<table><tr><th>metric</th><th>value</th><th></th></tr>{rows}</table>{note}"
-
-
-def _page(title: str, subtitle: str, parts: list[tuple[str, str]]) -> str:
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in parts)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<link rel="icon" href="data:,">
-<style>
-body {{ font: 15px/1.45 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #222; }}
-header {{ background: #1f2933; color: #fff; padding: 20px 32px; }}
-header h1 {{ margin: 0 0 4px; font-size: 22px; }} header p {{ margin: 0; opacity: .8; }}
-main {{ padding: 16px 32px 48px; max-width: 1200px; }}
-main > h2 {{ margin-top: 28px; }}
-.style {{ background: #fff; border-radius: 8px; padding: 12px 18px; margin: 16px 0;
-  box-shadow: 0 1px 3px rgba(0,0,0,.08); }}
-.style h2 {{ margin: 4px 0 8px; font-size: 18px; }}
-.style h2 span {{ font-weight: normal; font-size: 13px; color: #667; margin-left: 12px; }}
-.row {{ display: flex; align-items: center; gap: 12px; margin: 6px 0; }}
-.row h3 {{ width: 150px; flex: none; font-size: 13px; font-weight: 600; color: #445; margin: 0; }}
-.imgs {{ display: flex; flex-wrap: wrap; gap: 6px; }}
-figure {{ margin: 0; text-align: center; }}
-figure img {{ width: 80px; height: 80px; image-rendering: pixelated; border-radius: 3px;
-  display: block; }}
-figure.wide img {{ width: auto; height: auto; max-width: 100%; }}
-.grids {{ display: flex; flex-wrap: wrap; gap: 16px; }}
-figcaption {{ font-size: 11px; color: #667; }}
-.empty {{ color: #99a; font-style: italic; margin: 0; }}
-table {{ border-collapse: collapse; background: #fff; margin: 6px 0 12px; }}
-td, th {{ padding: 4px 12px; border-bottom: 1px solid #e3e6ea; text-align: left; }}
-td:last-child {{ color: #667; font-size: 13px; }}
-svg text {{ font-size: 12px; fill: #556; }}
-</style></head>
-<body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
-<main>
-{body}
-</main></body></html>
-"""
+def _render(env: jinja2.Environment, name: str, **values: Any) -> str:
+    """Render one page; a template that fails to load or render (a team's, usually) is
+    reported with the template's own message instead of a traceback."""
+    try:
+        return env.get_template(name).render(**values)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"report template {exc.name or name} has a syntax error: {exc.message}",
+            where=f"{exc.filename or exc.name}, line {exc.lineno}",
+            fix="correct the template in report.templates",
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise ConfigError(
+            f"report template {name} could not be rendered ({type(exc).__name__}: {exc})",
+            where="report.templates",
+            fix="compare the template with the built-in one of that name (ganpipe/templates)",
+        ) from None

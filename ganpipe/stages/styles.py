@@ -16,9 +16,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganpipe.config import Config
+from ganpipe.contracts import TrainableStyleEncoder, supports
 from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.data.images import encode, grid
-from ganpipe.errors import ConfigError, PluginError, StoreError
+from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
@@ -97,7 +98,7 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
     """
     encoder = registry.create("style_encoder", name, config_key="style.encoder_options",
                               image_size=image_size, **options)  # fmt: skip
-    if not callable(getattr(encoder, "fit", None)):
+    if not supports(encoder, TrainableStyleEncoder):
         return encoder.eval()
     if options.get("weights"):
         weights = read_uri(
@@ -108,14 +109,15 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
         _load_weights(encoder, weights, options["weights"])
         return encoder.eval()
     folder = layout.styles_dir(dataset.fingerprint, name)
+    files = layout.StyleFiles(folder)
     store, options_hash = dataset.store, stable_hash(options)
-    saved = f"{folder}/encoder.json"
+    saved = files.encoder_meta
     if store.exists(saved) and store.read_json(saved).get("options_hash") == options_hash:
-        _load_weights(encoder, store.read_bytes(f"{folder}/encoder.safetensors"), store.uri(folder))
+        _load_weights(encoder, store.read_bytes(files.encoder_weights), store.uri(folder))
     elif fit_if_missing:
         _fit(encoder, dataset, name)
         state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
-        store.write_bytes(f"{folder}/encoder.safetensors", save_safetensors(state))
+        store.write_bytes(files.encoder_weights, save_safetensors(state))
         store.write_json(saved, {"name": name, "options": options, "options_hash": options_hash})
     else:
         raise StoreError(
@@ -178,34 +180,59 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
     s = config.style
     out = layout.styles_dir(dataset.fingerprint, s.encoder)
     settings_hash = config.section_hash("style")
-    if store.exists(f"{out}/styles.parquet") and store.exists(f"{out}/styles.json"):
-        previous = store.read_json(f"{out}/styles.json")
-        if previous.get("settings_hash") == settings_hash:
-            log.info("styles of %s with %s are up to date", dataset.fingerprint, s.encoder)
-            return StylesResult(**{**previous["result"], "reused": True})
+    previous = _up_to_date(store, out, settings_hash)
+    if previous is not None:
+        log.info("styles of %s with %s are up to date", dataset.fingerprint, s.encoder)
+        return previous
+    embeddings = _embed_all(config, registry, dataset)
+    assignment, names, quality = _assign(dataset, embeddings, s)
+    table = _table(dataset, embeddings, assignment, names, s)
+    result = StylesResult(
+        dataset.fingerprint, s.encoder, store.uri(out), table.names, table.sizes, quality
+    )
+    # Write, the style table last.
+    _write(store, out, dataset, embeddings, assignment, table, config)
+    _write_table(store, out, table, result, settings_hash)
+    return result
 
-    # Embed every image.
+
+def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult | None:
+    """The stored result, when the styles in ``out`` were made with these style settings."""
+    files = layout.StyleFiles(out)
+    if not (store.exists(files.table) and store.exists(files.table_json)):
+        return None
+    previous = store.read_json(files.table_json)
+    if previous.get("settings_hash") != settings_hash:
+        return None
+    return StylesResult(**{**previous["result"], "reused": True})
+
+
+def _embed_all(config: Config, registry: Registry, dataset: Dataset) -> torch.Tensor:
+    """Every image's embedding (fitting a learning encoder first); a plugin encoder that fails
+    on the images or returns the wrong shape is named."""
+    s = config.style
     encoder = encoder_for(registry, dataset, s.encoder, s.encoder_options,
                           config.dataset.image_size, fit_if_missing=True)  # fmt: skip
     n = len(dataset.manifest)
-    plugin = registry.get("style_encoder", s.encoder).plugin
     with step(f"embed with {s.encoder}", total=n) as advance:
         try:
             embeddings = embed_dataset(encoder, dataset, advance)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise PluginError(
-                f"style encoder {s.encoder!r} ({plugin}) failed on the dataset's images: "
-                f"{type(exc).__name__}: {exc}",
-                where="ganpipe_style_encoders",
-            ) from None
+        except GanpipeError:
+            raise
+        except Exception as exc:
+            problem = f"failed on the dataset's images: {type(exc).__name__}: {exc}"
+            raise registry.fault("style_encoder", s.encoder, problem) from exc
     if embeddings.ndim != 2 or embeddings.shape[0] != n:
-        raise PluginError(
-            f"style encoder {s.encoder!r} ({plugin}) returned shape "
-            f"{tuple(embeddings.shape)}, expected ({n}, D)",
-            where="ganpipe_style_encoders",
-        )
+        raise registry.fault("style_encoder", s.encoder, f"returned shape "
+                             f"{tuple(embeddings.shape)}, expected ({n}, D)")  # fmt: skip
+    return embeddings
 
-    # Assign styles.
+
+def _assign(
+    dataset: Dataset, embeddings: torch.Tensor, s
+) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    """Each image's style index, the style names, and how well clusters match the labels the
+    data carries (when it carries them for every image)."""
     labels = dataset.manifest["label"]
     quality: dict[str, float] = {}
     if s.source == "labels":
@@ -215,29 +242,22 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
     if labels.notna().all() and s.source == "clusters":
         truth = labels.astype(str).to_numpy()
         quality.update(nmi=nmi(truth, assignment), purity=purity(truth, assignment))
-    table = _table(dataset, embeddings, assignment, names, s)
-    result = StylesResult(
-        dataset.fingerprint, s.encoder, store.uri(out), table.names, table.sizes, quality
-    )
+    return assignment, names, quality
 
-    # Write, the style table last.
-    _write(store, out, dataset, embeddings, assignment, table, config)
+
+def _write_table(
+    store: RunStore, out: str, table: StyleTable, result: StylesResult, settings_hash: str
+) -> None:
+    """The style table, written last: its presence marks the styles complete."""
+    files = layout.StyleFiles(out)
     store.write_json(
-        f"{out}/styles.json",
+        files.table_json,
         {"settings_hash": settings_hash, "table": table.to_json(), "result": result.to_dict()},
     )
-    store.write_parquet(
-        f"{out}/styles.parquet",
-        pd.DataFrame(
-            {
-                "style": table.names,
-                "size": table.sizes,
-                "centroid": [c.tolist() for c in table.centroids],
-                "exemplars": table.exemplars,
-            }
-        ),
-    )
-    return result
+    centroids = [c.tolist() for c in table.centroids]
+    frame = {"style": table.names, "size": table.sizes, "centroid": centroids,
+             "exemplars": table.exemplars}  # fmt: skip
+    store.write_parquet(files.table, pd.DataFrame(frame))
 
 
 def _from_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -290,36 +310,39 @@ def _table(dataset: Dataset, embeddings, assignment, names, s) -> StyleTable:
 
 
 def _write(store, out, dataset, embeddings, assignment, table, config) -> None:
+    """Everything but the style table: embeddings, assignments, exemplar grids, config."""
+    files = layout.StyleFiles(out)
     ids = dataset.manifest["id"]
     store.write_parquet(
-        f"{out}/embeddings.parquet",
+        files.embeddings,
         pd.DataFrame({"id": ids, "embedding": [e.tolist() for e in embeddings]}),
     )
     store.write_parquet(
-        f"{out}/assignments.parquet",
+        files.assignments,
         pd.DataFrame({"id": ids, "style": [table.names[i] for i in assignment]}),
     )
     rows = [dataset.load_pixels(dataset.rows_for(ex)) for ex in table.exemplars]
     for name, row in zip(table.names, rows):  # one grid per style, and all styles in one
-        store.write_bytes(f"{out}/exemplars/{name}.png", encode(grid(row, scale=2)))
+        store.write_bytes(files.exemplar(name), encode(grid(row, scale=2)))
     width = max(len(r) for r in rows)
     tiles = np.concatenate(
         [np.concatenate([r, np.full((width - len(r), *r.shape[1:]), 255, np.uint8)]) for r in rows]
     )
-    store.write_bytes(f"{out}/exemplars.png", encode(grid(tiles, cols=width, scale=2)))
-    store.write_text(f"{out}/config.yaml", config.to_yaml())
+    store.write_bytes(files.exemplars, encode(grid(tiles, cols=width, scale=2)))
+    store.write_text(files.config, config.to_yaml())
 
 
 def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleTable, pd.DataFrame]:
     out = layout.styles_dir(fingerprint, encoder)
-    if not store.exists(f"{out}/styles.parquet"):
+    files = layout.StyleFiles(out)
+    if not store.exists(files.table):
         raise StoreError(
             f"no styles for dataset {fingerprint} with encoder {encoder!r} in {store.uri()}",
             where="style.encoder",
             fix="run 'ganpipe styles' with this config first",
         )
-    table = StyleTable.from_json(store.read_json(f"{out}/styles.json")["table"])
-    assignments = store.read_parquet(f"{out}/assignments.parquet")
+    table = StyleTable.from_json(store.read_json(files.table_json)["table"])
+    assignments = store.read_parquet(files.assignments)
     if not set(assignments["style"]) <= set(table.names):
         raise StoreError(
             f"the styles in {store.uri(out)} are incomplete (a styles run was interrupted)",

@@ -9,7 +9,6 @@ exported model is safetensors weights plus a JSON of constructor arguments and t
 from __future__ import annotations
 
 import io
-import posixpath
 import re
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from safetensors.torch import save as save_safetensors
 
 from ganpipe.errors import StoreError
 from ganpipe.progress import log
-from ganpipe.store import RunStore
+from ganpipe.store import RunStore, layout
 
 _CKPT = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -84,17 +83,19 @@ def export_network(
     module: torch.nn.Module,
     metadata: dict,
 ) -> str:
+    files = layout.ModelFiles(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    store.write_bytes(posixpath.join(folder, f"{kind}.safetensors"), save_safetensors(state))
+    store.write_bytes(files.network(kind), save_safetensors(state))
     return store.write_json(
-        posixpath.join(folder, f"{kind}.json"),
+        files.network(kind, "json"),
         {"kind": kind, "name": name, "options": options, **metadata},
     )
 
 
 def load_network(store: RunStore, folder: str, kind: str, registry) -> tuple[torch.nn.Module, dict]:
     """Rebuild an exported network from its JSON description and safetensors weights."""
-    description = posixpath.join(folder, f"{kind}.json")
+    files = layout.ModelFiles(folder)
+    description = files.network(kind, "json")
     if not store.exists(description):
         raise StoreError(
             f"no exported {kind} in {store.uri(folder)}",
@@ -122,7 +123,8 @@ def load_network(store: RunStore, folder: str, kind: str, registry) -> tuple[tor
             where=store.uri(description),
             fix=fix,
         ) from None
-    weights = posixpath.join(folder, f"{kind}.safetensors")
+    registry.check(kind, name, module)
+    weights = files.network(kind)
     try:
         state = load_safetensors(store.read_bytes(weights))
     except StoreError:

@@ -8,18 +8,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def _inside(folder: str, name: str) -> str:
+    """``folder/name``; a store rooted at the folder itself (a model given by URI) has folder
+    ``""``, and then the name alone is the path."""
+    return f"{folder}/{name}" if folder else name
+
+
 def _file(name: str) -> property:
     """A path inside the holder's ``folder``: ``ModelFiles(folder).training``."""
-    return property(lambda self: f"{self.folder}/{name}", doc=name)
+    return property(lambda self: _inside(self.folder, name), doc=name)
+
+
+def dataset_root(name: str) -> str:
+    """Every version of one dataset, its ``latest.json`` pointer and ingest's staging."""
+    return f"datasets/{name}"
+
+
+def dataset_lock(name: str, fingerprint: str) -> str:
+    """The lock ingest holds while it finishes one version (two ingests of the same data)."""
+    return f"{dataset_root(name)}/.lock-{fingerprint}"
 
 
 def dataset_dir(name: str, fingerprint: str) -> str:
-    return f"datasets/{name}/{fingerprint}"
+    return f"{dataset_root(name)}/{fingerprint}"
 
 
 def dataset_latest(name: str) -> str:
     """Pointer to the fingerprint the last ingest of this dataset produced."""
-    return f"datasets/{name}/latest.json"
+    return f"{dataset_root(name)}/latest.json"
 
 
 def dataset_input_cache(name: str, fingerprint: str) -> str:
@@ -32,13 +48,23 @@ def styles_dir(fingerprint: str, encoder: str) -> str:
     return f"styles/{fingerprint}/{encoder}"
 
 
+def model_root(name: str) -> str:
+    """Every version of one model and its ``current`` pointer."""
+    return f"models/{name}"
+
+
 def model_dir(name: str, version: str) -> str:
-    return f"models/{name}/{version}"
+    return f"{model_root(name)}/{version}"
 
 
 def model_current(name: str) -> str:
     """Plain-text file holding the version production generation uses."""
-    return f"models/{name}/current"
+    return f"{model_root(name)}/current"
+
+
+def model_current_lock(name: str) -> str:
+    """The lock promotion holds while it compares and replaces ``current``."""
+    return f"{model_root(name)}/.lock-current"
 
 
 def batch_dir(batch_id: str) -> str:
@@ -81,7 +107,7 @@ class StyleFiles:
     config = _file("config.yaml")
 
     def exemplar(self, style: str) -> str:
-        return f"{self.folder}/exemplars/{style}.png"
+        return _inside(self.folder, f"exemplars/{style}.png")
 
 
 @dataclass(frozen=True)
@@ -102,10 +128,10 @@ class ModelFiles:
 
     def network(self, name: str, suffix: str = "safetensors") -> str:
         """An exported network: ``generator``/``discriminator`` with ``.safetensors``/``.json``."""
-        return f"{self.folder}/{name}.{suffix}"
+        return _inside(self.folder, f"{name}.{suffix}")
 
     def step_samples(self, step: int) -> str:
-        return f"{self.folder}/samples/step-{step:08d}.png"
+        return _inside(self.folder, f"samples/step-{step:08d}.png")
 
 
 @dataclass(frozen=True)
@@ -125,4 +151,4 @@ class BatchFiles:
     report = _file("report.html")
 
     def chunk(self, start: int, stop: int) -> str:
-        return f"{self.folder}/chunks/{start:08d}-{stop:08d}.parquet"
+        return _inside(self.folder, f"chunks/{start:08d}-{stop:08d}.parquet")

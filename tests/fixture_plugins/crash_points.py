@@ -30,10 +30,10 @@ def ganpipe_configure(config):
     kind, rest = _spec()
     if kind not in ("write", "partial") or _INSTALLED:
         return
-    from ganpipe.store import run_store as store_module
+    from ganpipe.store import RunStore, claim_working_name
 
     text, _, nth = rest.rpartition(":")
-    original = store_module.RunStore.write_bytes
+    original = RunStore.write_bytes
     seen = [0]
 
     def write_bytes(self, rel, data):
@@ -43,7 +43,7 @@ def ganpipe_configure(config):
                 if kind == "partial" and self.local:
                     target = self.path(rel)
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    name = store_module.claim_working_name(f"{os.path.basename(target)}.tmp-")
+                    name = claim_working_name(f"{os.path.basename(target)}.tmp-")
                     with open(os.path.join(os.path.dirname(target), name), "wb") as fh:
                         fh.write(bytes(data)[: max(1, len(data) // 2)])
                         fh.flush()
@@ -51,7 +51,7 @@ def ganpipe_configure(config):
                 _die()
         return original(self, rel, data)
 
-    store_module.RunStore.write_bytes = write_bytes
+    RunStore.write_bytes = write_bytes
     _INSTALLED.append(True)
 
 

@@ -86,10 +86,10 @@ def test_threads_take_turns_and_the_lock_is_reentrant(tmp_path):
 
 
 def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(tmp_path):
-    from ganpipe.store import run_store as store_module
+    from ganpipe.store import ownership
 
     store = RunStore(str(tmp_path / "store"))
-    here = f"{store_module._HOST}~{store_module._NAMESPACE}"
+    here = f"{ownership._HOST}~{ownership._NAMESPACE}"
     killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     for owner, expires in [(f"{here}~{killed}~0badc0de", time.time() + 3600),  # dead process
@@ -98,7 +98,7 @@ def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(t
                                      "acquired": time.time() - 10})  # fmt: skip
         started = time.monotonic()
         with store.lock(".lock-x", timeout=5):
-            assert store.read_json(".lock-x")["owner"] == store_module.owner_token()
+            assert store.read_json(".lock-x")["owner"] == ownership.owner_token()
         assert time.monotonic() - started < 1 and not store.exists(".lock-x")
 
     live = {"owner": "otherhost~1~2~0badc0de", "id": "live", "expires": time.time() + 600,
@@ -111,7 +111,7 @@ def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(t
 
 
 def test_promote_takes_the_current_lock(tmp_path, monkeypatch):
-    from ganpipe.stages.generate import promote
+    from ganpipe.generation.models import promote
 
     taken = []
     original = RunStore.lock
@@ -161,7 +161,8 @@ import json, sys
 from ganpipe.store import layout
 from ganpipe.config import load_config
 from ganpipe.stages.filter import filter_batch
-from ganpipe.stages.generate import ModelRef, generate, promote
+from ganpipe.generation.models import ModelRef, promote
+from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.registry import load_registry
 from ganpipe.stages.report import report
@@ -243,4 +244,4 @@ def test_a_pipeline_run_generates_from_the_model_it_trained(tmp_path, prefect_ha
     trained_a = train_task(run_a.model_dump(mode="json"), styled={})
     train_task(run_b.model_dump(mode="json"), styled={})  # run B promotes meanwhile
     generated_a = generate_task(run_a.model_dump(mode="json"), trained_a)
-    assert generated_a["model"] == f"demo/{trained_a['version']}"
+    assert generated_a.model == f"demo/{trained_a.version}"

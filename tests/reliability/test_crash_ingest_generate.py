@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ganpipe.store.run_store as store_module
+import ganpipe.store.ownership as ownership
 from ganpipe.config import load_config
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
@@ -30,13 +30,13 @@ CRASH_PLUGIN = "plugins=[tests.fixture_plugins.crash_points]"
 def counting_writes(monkeypatch) -> list[str]:
     """Every store write of this process, in order."""
     written: list[str] = []
-    original = store_module.RunStore.write_bytes
+    original = RunStore.write_bytes
 
     def write_bytes(self, rel, data):
         written.append(rel)
         return original(self, rel, data)
 
-    monkeypatch.setattr(store_module.RunStore, "write_bytes", write_bytes)
+    monkeypatch.setattr(RunStore, "write_bytes", write_bytes)
     return written
 
 
@@ -117,9 +117,9 @@ def test_a_running_ingests_staging_is_never_swept(corpus, tmp_path):
     """Sweeping is safe while another ingest of the same dataset runs: only the staging of
     writers that are gone is removed."""
     cfg, store = _stage_args(tmp_path / "store", corpus)
-    live = store_module.claim_working_name(".staging-")
+    live = ownership.claim_working_name(".staging-")
     store.write_bytes(f"datasets/t/{live}/shard-00000.npy", b"in progress")
-    dead = f".staging-{store_module._HOST}~{store_module._NAMESPACE}~{2**22 + 7}~0badc0de~1"
+    dead = f".staging-{ownership._HOST}~{ownership._NAMESPACE}~{2**22 + 7}~0badc0de~1"
     store.write_bytes(f"datasets/t/{dead}/shard-00000.npy", b"left by a killed ingest")
     old = store.path("datasets/t/.staging-0123456789ab")  # a writer we cannot check, long ago
     os.makedirs(old)
@@ -132,7 +132,7 @@ def test_a_running_ingests_staging_is_never_swept(corpus, tmp_path):
         assert live in names and dead not in names and ".staging-0123456789ab" not in names
         assert live not in store.listdir("datasets/t")  # hidden from readers all the same
     finally:
-        store_module.release_working_name(live)
+        ownership.release_working_name(live)
     assert store.sweep("datasets/t") == [live]  # once its writer let go of it
 
 
@@ -156,7 +156,7 @@ def batch_files(root) -> dict[str, bytes]:
     return {
         p.relative_to(batch).as_posix(): p.read_bytes()
         for p in sorted(batch.rglob("*"))
-        if p.is_file() and "images" in p.parts and not store_module.is_working_name(p.name)
+        if p.is_file() and "images" in p.parts and not ownership.is_working_name(p.name)
     }
 
 

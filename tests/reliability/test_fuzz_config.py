@@ -1,6 +1,9 @@
 """Bad config: fuzzed YAML documents, values of every type under real and invented keys, and
 ``--set`` overrides (hypothesis). The outcome is always a config or a ``ConfigError`` that names
-the key (or the file / override), never another exception."""
+the key (or the file / override), never another exception.
+
+Each test counts what it fed and what came back in its own tally and checks that they balance,
+so every test means the same run alone, in any order, or in parallel."""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from hypothesis import strategies as st
 from ganpipe.config import Config, load_config
 from ganpipe.errors import ConfigError
 
-TALLY: Counter[str] = Counter()
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                 HealthCheck.function_scoped_fixture])  # fmt: skip
 
@@ -47,17 +49,26 @@ key = st.one_of(st.sampled_from(KEY_PATHS), st.lists(st.text(max_size=10), min_s
                                                      max_size=3).map(tuple))  # fmt: skip
 
 
-def outcome(call):
+def outcome(call, tally: Counter[str]):
     """Run a config load; anything but a Config or a ConfigError fails the test."""
     try:
         config = call()
     except ConfigError as err:
         assert err.where, err.message  # says where: a key path, the file, or the override
-        TALLY["rejected"] += 1
+        tally["rejected"] += 1
         return err
     assert isinstance(config, Config)
-    TALLY["accepted"] += 1
+    tally["accepted"] += 1
     return config
+
+
+def assert_balanced(tally: Counter[str], fed: str, capsys) -> None:
+    """Every input this test fed came back as exactly one config or ConfigError; the figures
+    are printed for the README."""
+    assert tally[fed] > 0, "the fuzzer fed nothing"
+    assert tally["accepted"] + tally["rejected"] == tally[fed], dict(tally)
+    with capsys.disabled():
+        print(f"\nconfig fuzzing figures ({fed}): {dict(sorted(tally.items()))}")
 
 
 def named_keys(message: str) -> list[str]:
@@ -74,49 +85,68 @@ def reachable(data, path: str) -> bool:
     return any(path == f or path.startswith(f + ".") for f in forms)
 
 
-@settings(FUZZ, max_examples=600)
-@given(st.dictionaries(key, values, max_size=6))
-def test_fuzzed_values_under_real_and_invented_keys(tmp_path_factory, entries):
-    data: dict = {}
-    for path, value in entries.items():
-        node = data
-        for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[path[-1]] = value
-    TALLY["values"] += 1
-    file = tmp_path_factory.mktemp("cfg") / "c.yaml"
-    file.write_text(yaml.safe_dump(data, allow_unicode=True))
-    result = outcome(lambda: load_config(file))
-    if isinstance(result, ConfigError) and result.what.startswith("invalid config: "):
-        keys = named_keys(result.what)
-        seen = yaml.safe_load(file.read_text())  # what the loader saw (YAML folds some text)
-        assert keys and all(reachable(seen, k) for k in keys), result.message
+def test_fuzzed_values_under_real_and_invented_keys(tmp_path_factory, capsys):
+    tally: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=600)
+    @given(st.dictionaries(key, values, max_size=6))
+    def feed(entries):
+        data: dict = {}
+        for path, value in entries.items():
+            node = data
+            for part in path[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[path[-1]] = value
+        tally["values"] += 1
+        file = tmp_path_factory.mktemp("cfg") / "c.yaml"
+        file.write_text(yaml.safe_dump(data, allow_unicode=True))
+        result = outcome(lambda: load_config(file), tally)
+        if isinstance(result, ConfigError) and result.what.startswith("invalid config: "):
+            keys = named_keys(result.what)
+            seen = yaml.safe_load(file.read_text())  # what the loader saw (YAML folds text)
+            assert keys and all(reachable(seen, k) for k in keys), result.message
+
+    feed()
+    assert_balanced(tally, "values", capsys)
 
 
-@settings(FUZZ, max_examples=600)
-@given(st.text(alphabet=st.sampled_from(list("abc: -[]{},&*!|>'\"#%@`\t\n0123.~?\\")),
-               max_size=120))  # fmt: skip
-def test_fuzzed_yaml_text(tmp_path_factory, text):
-    TALLY["yaml"] += 1
-    file = tmp_path_factory.mktemp("cfg") / "c.yaml"
-    file.write_text(text)
-    outcome(lambda: load_config(file))
+def test_fuzzed_yaml_text(tmp_path_factory, capsys):
+    tally: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=600)
+    @given(st.text(alphabet=st.sampled_from(list("abc: -[]{},&*!|>'\"#%@`\t\n0123.~?\\")),
+                   max_size=120))  # fmt: skip
+    def feed(text):
+        tally["yaml"] += 1
+        file = tmp_path_factory.mktemp("cfg") / "c.yaml"
+        file.write_text(text)
+        outcome(lambda: load_config(file), tally)
+
+    feed()
+    assert_balanced(tally, "yaml", capsys)
 
 
-@settings(FUZZ, max_examples=600)
-@given(st.one_of(
-    st.text(max_size=60),
-    st.tuples(st.sampled_from(KEY_PATHS), st.one_of(st.text(max_size=30),
-              st.sampled_from(SPECIAL))).map(lambda kv: f"{'.'.join(kv[0])}={kv[1]}"),
-))  # fmt: skip
-def test_fuzzed_set_overrides(override):
-    TALLY["overrides"] += 1
-    result = outcome(lambda: load_config(None, [override]))
-    if isinstance(result, ConfigError) and result.what.startswith("invalid config: "):
-        section = override.partition("=")[0].strip().split(".")[0]
-        assert any(k.startswith(section) for k in named_keys(result.what)), result.message
+def test_fuzzed_set_overrides(capsys):
+    tally: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=600)
+    @given(st.one_of(
+        st.text(max_size=60),
+        st.tuples(st.sampled_from(KEY_PATHS), st.one_of(st.text(max_size=30),
+                  st.sampled_from(SPECIAL))).map(lambda kv: f"{'.'.join(kv[0])}={kv[1]}"),
+    ))  # fmt: skip
+    def feed(override):
+        tally["overrides"] += 1
+        result = outcome(lambda: load_config(None, [override]), tally)
+        if isinstance(result, ConfigError) and result.what.startswith("invalid config: "):
+            section = override.partition("=")[0].strip().split(".")[0]
+            forms = (section, repr(section))  # odd keys are named quoted
+            assert any(k.startswith(forms) for k in named_keys(result.what)), result.message
+
+    feed()
+    assert_balanced(tally, "overrides", capsys)
 
 
 @pytest.mark.parametrize(
@@ -144,18 +174,11 @@ def test_hostile_documents_are_refused_quickly(tmp_path, text, needle):
     file = tmp_path / "c.yaml"
     file.write_bytes(text.encode("latin-1") if text.startswith("\xff") else text.encode())
     start = time.perf_counter()
-    TALLY["hostile"] += 1
-    result = outcome(lambda: load_config(file))
+    tally: Counter[str] = Counter(hostile=1)
+    result = outcome(lambda: load_config(file), tally)
     assert time.perf_counter() - start < 2
+    assert tally["accepted"] + tally["rejected"] == tally["hostile"]
     if needle is None:
         assert isinstance(result, Config) and result.train.steps == 2
     else:
         assert isinstance(result, ConfigError) and needle in result.message
-
-
-def test_config_fuzzing_figures(capsys):
-    """Every input came back as a config or a ConfigError (plus the hostile documents)."""
-    fed = sum(TALLY[k] for k in ("values", "yaml", "overrides"))
-    assert TALLY["accepted"] + TALLY["rejected"] - TALLY["hostile"] == fed
-    with capsys.disabled():
-        print(f"\nconfig fuzzing figures: {dict(sorted(TALLY.items()))}")

@@ -1,6 +1,9 @@
 """Bad inputs: a corpus of broken files in every image format ganpipe reads, then fuzzed bytes
 (hypothesis) into the decoder and through a whole ingest. Nothing crashes, every input ends
-accepted or rejected with a known reason, and the counts balance."""
+accepted or rejected with a known reason, and the counts balance.
+
+Each test keeps its own tally of what it fed and what came back, and checks and prints it, so
+every test means the same run alone or in any order."""
 
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ REASONS = {"empty", "not_image", "corrupt", "truncated", "too_small", "too_large
            "unreadable", "outside_root"}  # fmt: skip
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "ICO", "PPM", "TGA"]
 SETTINGS = DecodeSettings(image_size=16, min_size=8, max_pixels=1_000_000)
-TALLY: Counter[str] = Counter()  # what the fuzzers fed and got back, for the README figures
 
 
 def encoded(fmt: str, size=(24, 20), mode="RGB", seed=0, **save) -> bytes:
@@ -55,24 +57,38 @@ def png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def check(result, data: bytes) -> None:
+def check(result, tally: Counter[str]) -> None:
     """One outcome, of a known kind, whatever the bytes."""
     assert isinstance(result, (Decoded, Rejected)), type(result)
     if isinstance(result, Decoded):
         assert result.pixels.shape == (16, 16, 3) and result.pixels.dtype == np.uint8
         assert result.width * result.height <= SETTINGS.max_pixels
-        TALLY["accepted"] += 1
+        tally["accepted"] += 1
     else:
         assert result.reason in REASONS and result.detail, result
-        TALLY[f"rejected:{result.reason}"] += 1
+        tally[f"rejected:{result.reason}"] += 1
 
 
-def decode_timed(data: bytes):
+def decode_timed(data: bytes, tally: Counter[str]):
+    tally["fed"] += 1
     start = time.perf_counter()
     result = decode_image(data, SETTINGS)
     assert time.perf_counter() - start < 5, f"decoding {len(data)} bytes took over 5 s"
-    check(result, data)
+    check(result, tally)
     return result
+
+
+def figures(capsys, name: str, tally: Counter[str]) -> None:
+    """The test's own figures, for the README."""
+    with capsys.disabled():
+        print(f"\nfuzzing figures ({name}): {dict(sorted(tally.items()))}")
+
+
+def assert_balanced(tally: Counter[str], capsys, name: str) -> None:
+    """Every input this test fed to the decoder came back as exactly one outcome."""
+    outcomes = sum(v for k, v in tally.items() if k == "accepted" or k.startswith("rejected:"))
+    assert tally["fed"] > 0 and outcomes == tally["fed"], dict(tally)
+    figures(capsys, name, tally)
 
 
 # The corpus --------------------------------------------------------------------------------
@@ -122,7 +138,7 @@ def broken_corpus(tmp_path):
     return root, expected
 
 
-def test_every_broken_file_is_accounted_for_with_its_reason(tmp_path, broken_corpus):
+def test_every_broken_file_is_accounted_for_with_its_reason(tmp_path, broken_corpus, capsys):
     root, expected = broken_corpus
     result, manifest, rejects, *_ = run_ingest(tmp_path, root, "dataset.labels=none",
                                                "dataset.max_pixels=1000000")  # fmt: skip
@@ -133,7 +149,7 @@ def test_every_broken_file_is_accounted_for_with_its_reason(tmp_path, broken_cor
     wrong = {name: got for name, got in outcome.items() if got not in expected[name]}
     assert wrong == {}
     assert rejects["detail"].str.len().min() > 5
-    TALLY["corpus"] += len(expected)
+    figures(capsys, "corpus", Counter(corpus=len(expected), **Counter(outcome.values())))
 
 
 # Fuzzing ------------------------------------------------------------------------------------
@@ -163,44 +179,54 @@ def mutated_image(draw) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=4096))
-def test_random_bytes_never_crash_the_decoder(data):
-    TALLY["fuzz_random"] += 1
-    decode_timed(data)
+def test_random_bytes_never_crash_the_decoder(capsys):
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.binary(max_size=4096))
+    def feed(data):
+        decode_timed(data, tally)
+
+    feed()
+    assert_balanced(tally, capsys, "random bytes")
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated_image())
-def test_mutated_images_never_crash_the_decoder(data):
-    TALLY["fuzz_mutated"] += 1
-    decode_timed(data)
+def test_mutated_images_never_crash_the_decoder(capsys):
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(mutated_image())
+    def feed(data):
+        decode_timed(data, tally)
+
+    feed()
+    assert_balanced(tally, capsys, "mutated images")
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(st.lists(st.one_of(mutated_image(), st.binary(max_size=512)), min_size=10, max_size=30))
-def test_fuzzed_folders_ingest_with_every_input_accounted_for(tmp_path_factory, files):
-    root = tmp_path_factory.mktemp("fuzzed")
-    folder = root / "in"
-    folder.mkdir()
-    for i, data in enumerate(files):
-        (folder / f"{i:03d}.{FORMATS[i % len(FORMATS)].lower()}").write_bytes(data)
-    good = folder / "zz-good.png"
-    good.write_bytes(encoded("PNG", seed=999))  # one usable image, so the version exists
-    result, manifest, rejects, *_ = run_ingest(root, folder, "dataset.labels=none",
-                                               "dataset.max_pixels=1000000")  # fmt: skip
-    names = sorted(pd.concat([manifest["source"], rejects["source"]]).map(os.path.basename))
-    assert names == sorted(p.name for p in folder.iterdir())
-    assert result.counts["inputs"] == len(files) + 1 == len(manifest) + len(rejects)
-    assert set(rejects["reason"]) <= REASONS
-    TALLY["fuzz_ingested"] += len(files) + 1
+def test_fuzzed_folders_ingest_with_every_input_accounted_for(tmp_path_factory, capsys):
+    tally: Counter[str] = Counter()
 
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.one_of(mutated_image(), st.binary(max_size=512)), min_size=10,
+                    max_size=30))  # fmt: skip
+    def feed(files):
+        root = tmp_path_factory.mktemp("fuzzed")
+        folder = root / "in"
+        folder.mkdir()
+        for i, data in enumerate(files):
+            (folder / f"{i:03d}.{FORMATS[i % len(FORMATS)].lower()}").write_bytes(data)
+        good = folder / "zz-good.png"
+        good.write_bytes(encoded("PNG", seed=999))  # one usable image, so the version exists
+        result, manifest, rejects, *_ = run_ingest(root, folder, "dataset.labels=none",
+                                                   "dataset.max_pixels=1000000")  # fmt: skip
+        names = sorted(pd.concat([manifest["source"], rejects["source"]]).map(os.path.basename))
+        assert names == sorted(p.name for p in folder.iterdir())
+        assert result.counts["inputs"] == len(files) + 1 == len(manifest) + len(rejects)
+        assert set(rejects["reason"]) <= REASONS
+        tally["ingested"] += len(files) + 1
+        tally["accepted"] += len(manifest)
+        tally["rejected"] += len(rejects)
 
-def test_fuzzing_figures_balance(capsys):
-    """Every fuzzed input fed to the decoder came back as exactly one outcome."""
-    fed = TALLY["fuzz_random"] + TALLY["fuzz_mutated"]
-    outcomes = sum(v for k, v in TALLY.items() if k == "accepted" or k.startswith("rejected:"))
-    assert outcomes == fed
-    with capsys.disabled():
-        print(f"\nfuzzing figures: {dict(sorted(TALLY.items()))}")
+    feed()
+    assert tally["ingested"] > 0 and tally["accepted"] + tally["rejected"] == tally["ingested"]
+    figures(capsys, "ingested folders", tally)

@@ -11,12 +11,12 @@ import pytest
 from ganpipe.config import load_config
 from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.registry import load_registry
-from ganpipe.stages.generate import generate, promote
+from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.training.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_tiny_model
 from tests.fixture_plugins import faulty
 
 PLUGIN = "tests.fixture_plugins.faulty"
@@ -29,13 +29,8 @@ def config(root, *extra):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin-faults") / "store"
-    cfg = config(root, "train.steps=2", "train.sample_every=null")
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    trained = train(cfg, store)
-    promote(store, trained.model, trained.version)
-    return root
+    extra = [f"plugins=[{PLUGIN}]", "train.steps=2", "train.sample_every=null"]
+    return train_tiny_model(root, tiny_overrides(root) + extra)
 
 
 @pytest.fixture(autouse=True)

@@ -95,7 +95,7 @@ def test_server_stopped_mid_write_and_restarted_the_flow_task_retries_and_comple
     result = state.result()
     store = RunStore.from_config(cfg)
     fp, manifest, _ = dataset(store)
-    assert fp == result["fingerprint"] and len(manifest["id"]) == 12 == result["counts"]["accepted"]
+    assert fp == result.fingerprint and len(manifest["id"]) == 12 == result.counts["accepted"]
     assert len(set(manifest["id"])) == 12  # nothing twice
     assert leftovers(proxy.endpoint, bucket) == []  # the failed attempt's staging is swept
 

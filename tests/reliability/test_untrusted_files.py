@@ -145,7 +145,7 @@ def test_store_manifests_and_pointers_cannot_lead_outside_the_store(
     with pytest.raises(StoreError, match="points outside the run store"):
         load_batch_images(store, "batches/b", [escape])
     store.write_text("models/demo/current", escape + "\n")
-    from ganpipe.stages.generate import current_model
+    from ganpipe.generation.models import current_model
 
     with pytest.raises(StoreError, match="points outside the run store|no exported"):
         load_network(store, current_model(load_config(), store).folder, "generator",
@@ -224,7 +224,7 @@ def test_no_code_path_can_unpickle_eval_or_import_from_data():
             code = line.split("#", 1)[0]
             for pattern, what in UNSAFE:
                 if re.search(pattern, code) and not (
-                    what.startswith("importlib") and rel == "ganpipe/plugins.py"
+                    what.startswith("importlib") and rel == "ganpipe/registry.py"
                 ):
                     found.append(f"{rel}:{number}: {what}: {line.strip()}")
     assert found == []

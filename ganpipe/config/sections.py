@@ -1,20 +1,19 @@
-"""The one configuration file, validated up front.
+"""The sections of the configuration file, as pydantic models.
 
-Every section rejects unknown keys, and every error names the key path (``train.steps``), so a
-typo fails in the first second instead of an hour into training. With no file at all the
-defaults below run the built-in demo dataset end to end.
+Every section rejects unknown keys (``Section``), so a typo fails when the config is loaded
+instead of being silently ignored. Defaults here are what runs with no file at all. The
+comment beside each field is its documentation: the README's config reference follows it.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ganpipe.errors import ConfigError
+from ganpipe.config.masking import redact
 from ganpipe.hashing import stable_hash
 
 _LABELS = re.compile(r"^(dirs|none|column:[A-Za-z0-9_.\- ]+)$")
@@ -240,6 +239,19 @@ class OrchestrationConfig(Section):
     dask_workers: int = Field(2, ge=1)  # processes of the local cluster when no address is given
 
 
+class ReportConfig(Section):
+    # a folder of .j2 templates that take precedence over the built-in ones (same names); they
+    # are the team's own code and run as such. null: the built-in templates
+    templates: str | None = None
+
+    @field_validator("templates")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("give a folder of templates, or null for the built-in ones")
+        return v
+
+
 class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -251,6 +263,7 @@ class Config(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     plugins: list[str] = Field(default_factory=list)  # extra plugin modules, dotted names
 
     @property
@@ -267,231 +280,7 @@ class Config(Section):
         return yaml.safe_dump(redact(self.model_dump(mode="json")), sort_keys=False)
 
 
-_SECRET_KEY = re.compile(r"(secret|password|token|passphrase|credential|^key$|access_key)", re.I)
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-def redact(data: Any) -> Any:
-    """Mask values under secret-looking keys (``secret``, ``key``, ``token``...), except
-    ``${ENV_VAR}`` references, which name a secret without holding it."""
-    if isinstance(data, dict):
-        return {
-            k: "***" if _SECRET_KEY.search(str(k)) and not _is_env_ref(v) else redact(v)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [redact(v) for v in data]
-    return data
-
-
-def masked_secrets(data: Any, path: str = "") -> list[str]:
-    """Key paths under secret-looking keys that hold the mask ``***`` instead of a value: a
-    config that went through ``redact`` (a saved config, stored flow parameters)."""
-    if isinstance(data, dict):
-        found = []
-        for k, v in data.items():
-            key = f"{path}.{k}" if path else str(k)
-            if _SECRET_KEY.search(str(k)) and v == "***":
-                found.append(key)
-            else:
-                found += masked_secrets(v, key)
-        return found
-    if isinstance(data, list):
-        return [p for i, v in enumerate(data) for p in masked_secrets(v, f"{path}[{i}]")]
-    return []
-
-
-def _is_env_ref(value: Any) -> bool:
-    return isinstance(value, str) and bool(_ENV_REF.match(value))
-
-
-def resolve_env_refs(options: dict[str, Any], where: str) -> dict[str, Any]:
-    """Replace ``${ENV_VAR}`` values with the variable's value, so configs (and everything they
-    are copied into) can name credentials without containing them."""
-    import os
-
-    resolved: dict[str, Any] = {}
-    for key, value in options.items():
-        if isinstance(value, dict):
-            resolved[key] = resolve_env_refs(value, f"{where}.{key}")
-        elif _is_env_ref(value):
-            name = _ENV_REF.match(value).group(1)
-            if name not in os.environ:
-                raise ConfigError(
-                    f"{where}.{key} refers to the environment variable {name}, which is not set",
-                    where=f"{where}.{key}",
-                    fix=f"export {name}=... before running",
-                )
-            resolved[key] = os.environ[name]
-        else:
-            resolved[key] = value
-    return resolved
-
-
 def _folder_name(v: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", v) or ".." in v:
         raise ValueError("use letters, digits, '_', '-' and '.' only (it names a store folder)")
     return v
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b=value``; the value is YAML, so ``[x,y]`` is a list and ``3`` an int."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(
-            f"cannot read the override {text!r}",
-            where="--set",
-            fix="write it as section.key=value, e.g. --set train.steps=2000",
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise ConfigError(
-            f"the value of {key} is not valid YAML ({_first_line(exc)})",
-            where=f"--set {key}",
-            fix="quote strings that contain ':' '[' or '{'",
-        ) from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for i, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(path[: i + 1])
-                raise ConfigError(
-                    f"cannot set {'.'.join(path)}: {where} is a value, not a section",
-                    where=f"--set {'.'.join(path)}",
-                )
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the built-in defaults), apply ``--set`` overrides, validate."""
-    data: dict[str, Any] = {}
-    source = "the built-in defaults"
-    if path is not None:
-        source = str(path)
-        data = _read_yaml_file(Path(path))
-    data = apply_overrides(data, overrides or [])
-    return validate_config(data, source)
-
-
-def validate_config(data: Any, source: str = "config") -> Config:
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"the config must be a mapping of sections, not {type(data).__name__}",
-            where=source,
-            fix="start from the example in README (store:, dataset:, train: ...)",
-        )
-    _check_size(data, source)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc), where=source, fix=_fix_hint(exc)) from None
-
-
-MAX_DEPTH = 32  # nesting a config may have (options dicts included)
-MAX_VALUES = 100_000  # values a config may hold, YAML aliases counted each time they are used
-
-
-def _check_size(data: Any, source: str) -> None:
-    """Refuse configs nested absurdly deep or, through YAML aliases, absurdly large (a
-    "billion laughs" document is a few lines): hashing or saving them would exhaust memory
-    or the stack. The walk stops at the first limit, so it is cheap whatever the input."""
-    stack, seen = [(data, "", 0)], 0
-    while stack:
-        node, path, depth = stack.pop()
-        seen += 1
-        if depth > MAX_DEPTH or seen > MAX_VALUES:
-            raise ConfigError(
-                f"the config is nested deeper than {MAX_DEPTH} levels or holds more than "
-                f"{MAX_VALUES} values (YAML aliases count each use), at {path or 'the top'}",
-                where=f"{source}: {path}" if path else source,
-                fix="write the values out plainly; no ganpipe setting needs this",
-            )
-        if isinstance(node, dict):
-            stack += [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in node.items()]
-        elif isinstance(node, (list, tuple)):
-            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
-
-
-def _read_yaml_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {path} does not exist",
-            where=str(path),
-            fix="pass the path of a YAML file, or no file at all to run the built-in demo",
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(
-            f"config file is not valid YAML ({_first_line(exc)})", where=str(path)
-        ) from None
-    except RecursionError:
-        raise ConfigError(
-            "config file is nested too deeply to read",
-            where=str(path),
-            fix="write the values out plainly; no ganpipe setting needs this",
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"the config must be a mapping of sections, not {type(data).__name__}",
-            where=str(path),
-        )
-    return data
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(_key_part(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {_short(err.get('input'))})")
-    return "invalid config: " + "; ".join(lines)
-
-
-def _key_part(part: Any) -> str:
-    """A key as written in the path; quoted when it could not be told apart otherwise (empty,
-    blank, or holding a dot, colon, semicolon or quote)."""
-    text = str(part)
-    if isinstance(part, int) or (text.strip() == text and text and not set(".:;'\"") & set(text)):
-        return text
-    return repr(text)
-
-
-def _fix_hint(exc: ValidationError) -> str:
-    for err in exc.errors():
-        if err["type"] == "extra_forbidden":
-            section = err["loc"][0] if len(err["loc"]) > 1 else None
-            model = (
-                Config.model_fields[section].annotation
-                if section in Config.model_fields
-                else Config
-            )
-            known = ", ".join(getattr(model, "model_fields", {}).keys())
-            return f"check the spelling; known keys here are: {known}"
-    return "see the config reference in README"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

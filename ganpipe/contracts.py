@@ -1,0 +1,345 @@
+"""What every kind of plugin component must provide, stated once as ``typing.Protocol``\\ s.
+
+Why: ganpipe calls components from plugins it has never seen, and its own built-ins are
+registered the same way (``ganpipe.builtin``). Each protocol below is the contract for one kind
+of component: the members it must have, and in its docstring the shapes, ranges and return
+values ganpipe relies on. ``Registry.create`` checks every component it builds against its
+kind's protocol (``CONTRACTS``), so a plugin that forgot a method is refused at once with an
+error naming the component, the plugin, the hook and the missing member, instead of failing deep
+inside a training loop.
+
+A check looks at members only: it never calls them (generators are torch modules, and calling
+one costs a forward pass). Shapes and values are checked, where cheap, by the stage that calls
+the component.
+
+Optional capabilities (a loss's own penalty, a regulariser's ``bind``, a generator's
+conditioning or mapping network, a style encoder's ``fit``) are protocols of their own; stages
+ask ``supports(obj, Protocol)`` rather than probing with ``getattr``.
+
+Nothing here imports torch at run time: annotations are strings, imports are for type checkers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ganpipe.data.source_listing import SourceItem
+    from ganpipe.stages.filter import FilterContext
+    from ganpipe.training.train import TrainingContext
+
+T_co = TypeVar("T_co", covariant=True)
+
+#: A registered factory: called with the component's config options as keywords (plus the
+#: arguments its registration hook names, e.g. ``num_styles`` and ``image_size``) and returning
+#: the component. Bad options should raise ``TypeError`` or ``ValueError``: ganpipe turns those
+#: into a config error naming the config key.
+ComponentFactory = Callable[..., T_co]
+
+
+# Networks --------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A ``torch.nn.Module`` turning latents and styles into images.
+
+    ``forward`` maps latents ``(N, z_dim)`` (float) and style indices ``(N,)`` (long) to images
+    ``(N, 3, image_size, image_size)`` in ``[-1, 1]``. ``style_embedding`` (``(N, D)``, optional)
+    steers it with a continuous style code when the generator was built with one; such a
+    generator says so with an integer attribute ``style_embedding_dim`` (``D``; absent or 0:
+    none). Its factory's arguments must be JSON-serialisable: they are saved beside the
+    exported weights so the generator can be rebuilt. It takes part in ``ganpipe generate`` as
+    far as its methods allow: see ``ConditionalGenerator`` and ``MappedGenerator``.
+    """
+
+    z_dim: int
+
+    def forward(
+        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ConditionalGenerator(Generator, Protocol):
+    """A generator whose conditioning can be blended: interpolation between styles and
+    reference images need it.
+
+    ``condition(style, style_embedding=None)`` takes style indices ``(N,)`` (long) or weights
+    over the styles ``(N, num_styles)`` (float; a one-hot row must give exactly that style) and
+    returns the conditioning ``(N, C)`` every layer sees; ``render(z, cond)`` returns the images
+    ``forward`` would, so ``forward(z, s) == render(z, condition(s))``.
+    """
+
+    def condition(
+        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+    def render(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class MappedGenerator(Generator, Protocol):
+    """A generator with a mapping network: truncation toward a style's mean code needs it.
+
+    ``condition`` is as in ``ConditionalGenerator``; ``map_latent(z, cond)`` returns the
+    intermediate code ``w`` ``(N, w_dim)``; ``synthesis(w)`` renders it, and also accepts one
+    code per level ``(N, num_levels, w_dim)``.
+    """
+
+    def condition(
+        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+    def map_latent(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class MixingGenerator(MappedGenerator, Protocol):
+    """A mapped generator that says how many levels ``synthesis`` works at (4x4 is level 0):
+    style mixing takes coarse levels from one code and fine levels from another."""
+
+    num_levels: int
+
+
+@runtime_checkable
+class Discriminator(Protocol):
+    """A ``torch.nn.Module`` whose ``forward(images, style)`` maps images ``(N, 3, H, W)`` in
+    ``[-1, 1]`` and style indices ``(N,)`` to one realism logit per image, shape ``(N,)``
+    (higher: more real). The realism quality filter reuses it."""
+
+    def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor: ...
+
+
+# Training --------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """An adversarial loss: two scalar tensors from realism logits ``(N,)``.
+
+    ``real_logits`` reaches ``g_loss`` too, so relativistic losses can compare against real
+    data. A loss that needs a penalty of its own (WGAN-GP) also satisfies
+    ``DiscriminatorPenalty``; that penalty is added to the discriminator's objective.
+    """
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor: ...
+
+    def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class DiscriminatorPenalty(Protocol):
+    """A term added to the discriminator's objective: a scalar tensor, or ``None`` for
+    "nothing this step" (lazy regularisation). Every regulariser has one; a loss may."""
+
+    def d_penalty(
+        self,
+        discriminator: torch.nn.Module,
+        real_images: torch.Tensor,
+        fake_images: torch.Tensor,
+        style: torch.Tensor,
+        step: int,
+    ) -> torch.Tensor | None: ...
+
+
+@runtime_checkable
+class Regulariser(DiscriminatorPenalty, Protocol):
+    """A training regulariser: ``d_penalty`` (see ``DiscriminatorPenalty``) and
+    ``g_penalty(fakes, latents, style, step)``, each a scalar tensor or ``None``.
+
+    The two halves of every fake batch share their styles (``style[:n] == style[n:2n]``), so a
+    penalty can compare two latents of one style. One that needs the run's styles also
+    satisfies ``Bindable``.
+    """
+
+    def g_penalty(
+        self, fakes: torch.Tensor, latents: torch.Tensor, style: torch.Tensor, step: int
+    ) -> torch.Tensor | None: ...
+
+
+@runtime_checkable
+class Bindable(Protocol):
+    """A regulariser that needs the run's styles: ``bind(context)`` is called once before
+    training with ``context.style_encoder`` (the dataset's encoder, on the training device),
+    ``context.centroids`` (styles x D) and ``context.style_names``."""
+
+    def bind(self, context: TrainingContext) -> None: ...
+
+
+@runtime_checkable
+class Augmentation(Protocol):
+    """A differentiable augmentation applied to real and fake images alike:
+    ``augment(images, generator)`` returns images of the same shape, drawing its randomness
+    only from ``generator`` (a ``torch.Generator``) so runs are reproducible."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+# Styles and filters ----------------------------------------------------------------------------
+
+
+@runtime_checkable
+class StyleEncoder(Protocol):
+    """A ``torch.nn.Module`` mapping images ``(N, 3, H, W)`` in ``[-1, 1]`` to embeddings
+    ``(N, embedding_dim)``.
+
+    It must be differentiable (training may backpropagate through it) and deterministic for
+    given weights, and must not download anything: weights come from a local path or store URI
+    option. One that learns from the data also satisfies ``TrainableStyleEncoder``.
+    """
+
+    embedding_dim: int
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TrainableStyleEncoder(StyleEncoder, Protocol):
+    """A style encoder that learns from the dataset: ``fit(draw, log=None)`` trains it, drawing
+    batches with ``draw(n, generator) -> images (n, 3, H, W) in [-1, 1]`` and reporting
+    ``log(steps_done, loss)`` now and then; ``ganpipe styles`` calls it once per dataset version
+    and stores the weights. An integer attribute ``steps`` (optional) sizes the progress bar."""
+
+    def fit(
+        self,
+        draw: Callable[[int, torch.Generator], torch.Tensor],
+        log: Callable[[int, float], None] | None = None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class QualityFilter(Protocol):
+    """Scores generated candidates: ``score(context)`` returns ``(scores, passed)``, two
+    arrays (float, bool) with one entry per candidate in ``context.images``.
+
+    ``higher_is_better`` says which way ``scores`` rank candidates when ``filter.keep`` is
+    ``top_k``. ``context`` (``ganpipe.stages.filter.FilterContext``) holds the candidates, a
+    sample of the real data, the style table and encoder, and the discriminator.
+    """
+
+    higher_is_better: bool
+
+    def score(self, context: FilterContext) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What a source factory returns: an iterable of ``ganpipe.data.source_listing.SourceItem``
+    (URI, label, a callable returning the raw bytes); it is iterated once."""
+
+    def __iter__(self) -> Iterator[SourceItem]: ...
+
+
+# Event hook payloads -------------------------------------------------------------------------
+
+
+class BatchInfo(TypedDict):
+    """What ``ganpipe_batch_generated`` receives about a written batch."""
+
+    batch_id: str
+    uri: str  # the batch folder
+    model: str  # name/version of the model that made it
+    count: int  # images in the batch
+    written: int  # images written by this run (a rerun skips the others)
+    chunks: int
+    strip: str | None  # interpolations: all frames side by side (PNG)
+    animation: str | None  # interpolations: the frames as an animated GIF
+
+
+# Checking --------------------------------------------------------------------------------------
+
+#: The contract of each component kind (``ganpipe.registry.KINDS``).
+CONTRACTS: dict[str, type] = {
+    "generator": Generator,
+    "discriminator": Discriminator,
+    "loss": Loss,
+    "regularizer": Regulariser,
+    "augmentation": Augmentation,
+    "style_encoder": StyleEncoder,
+    "quality_filter": QualityFilter,
+    "source": Source,
+}
+
+# Contracts whose components must be torch modules (they are moved, saved and trained).
+_MODULES = (Generator, Discriminator, StyleEncoder)
+_PROTOCOL_BASES = {"Protocol", "Generic", "object"}
+_DUNDER_MEMBERS = {"__call__", "__iter__"}  # the special methods a contract may ask for
+
+
+@cache
+def members(contract: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(attributes, methods)`` a protocol asks for, its bases' included."""
+    attributes: list[str] = []
+    methods: list[str] = []
+    for base in reversed(contract.__mro__):
+        if base.__name__ in _PROTOCOL_BASES or not getattr(base, "_is_protocol", False):
+            continue
+        attributes += [a for a in base.__dict__.get("__annotations__", {}) if a not in attributes]
+        methods += [
+            n
+            for n, v in vars(base).items()
+            if callable(v) and (n in _DUNDER_MEMBERS or not n.startswith("_")) and n not in methods
+        ]
+    return tuple(attributes), tuple(methods)
+
+
+def missing(obj: Any, contract: type) -> list[str]:
+    """The members of ``contract`` that ``obj`` lacks (a method must be callable), and
+    ``torch.nn.Module`` when the contract asks for a module and ``obj`` is none. Never calls
+    anything on ``obj``."""
+    attributes, methods = members(contract)
+    lacking = [a for a in attributes if not hasattr(obj, a)]
+    lacking += [m for m in methods if not callable(getattr(obj, m, None))]
+    if any(base in _MODULES for base in contract.__mro__):
+        torch = sys.modules.get("torch")  # not imported yet: nothing can be a module
+        if torch is None or not isinstance(obj, torch.nn.Module):
+            lacking.append("torch.nn.Module")
+        elif "forward" not in lacking and type(obj).forward is torch.nn.Module.forward:
+            lacking.append("forward")  # nn.Module's placeholder, which only raises
+    return lacking
+
+
+def supports(obj: Any, contract: type) -> bool:
+    """Whether ``obj`` has every member of ``contract``: how stages ask for an optional
+    capability, e.g. ``supports(loss, DiscriminatorPenalty)`` or
+    ``supports(generator, ConditionalGenerator)``."""
+    return not missing(obj, contract)
+
+
+def style_embedding_dim(generator: Any) -> int:
+    """The continuous style code a generator takes (``Generator``): 0 when it takes none."""
+    return int(getattr(generator, "style_embedding_dim", 0) or 0)
+
+
+__all__ = [
+    "CONTRACTS",
+    "Augmentation",
+    "BatchInfo",
+    "Bindable",
+    "ComponentFactory",
+    "ConditionalGenerator",
+    "Discriminator",
+    "DiscriminatorPenalty",
+    "Generator",
+    "Loss",
+    "MappedGenerator",
+    "MixingGenerator",
+    "QualityFilter",
+    "Regulariser",
+    "Source",
+    "StyleEncoder",
+    "TrainableStyleEncoder",
+    "members",
+    "missing",
+    "supports",
+    "style_embedding_dim",
+]
