@@ -184,6 +184,45 @@ class Augmentation(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class LogitPenalty(Protocol):
+    """A regulariser that works on the logits the step already computed (no extra
+    discriminator pass): ``d_logit_penalty(real_logits, fake_logits, step)`` returns a scalar
+    tensor added to the discriminator's objective, or ``None``. LeCam is one."""
+
+    def d_logit_penalty(
+        self, real_logits: torch.Tensor, fake_logits: torch.Tensor, step: int
+    ) -> torch.Tensor | None: ...
+
+
+@runtime_checkable
+class Adaptive(Protocol):
+    """An augmentation or regulariser that adapts to how the discriminator is doing:
+    ``observe(real_logits)`` is called after every discriminator step with its logits on this
+    step's reals (detached). Adaptive augmentation (ADA) sets its strength this way."""
+
+    def observe(self, real_logits: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A training component with state that must survive a resume (ADA's strength, LeCam's
+    anchors): ``state_dict()`` returns plain numbers or tensors (it is saved in the checkpoint
+    and read back with ``weights_only=True``), ``load_state_dict(state)`` restores them."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A training component whose own figures belong in the training metrics (and the model
+    report): ``metrics()`` returns ``{name: float}``, read at every ``train.log_every`` step."""
+
+    def metrics(self) -> dict[str, float]: ...
+
+
 # Styles and filters ----------------------------------------------------------------------------
 
 
@@ -322,6 +361,7 @@ def style_embedding_dim(generator: Any) -> int:
 
 __all__ = [
     "CONTRACTS",
+    "Adaptive",
     "Augmentation",
     "BatchInfo",
     "Bindable",
@@ -330,12 +370,15 @@ __all__ = [
     "Discriminator",
     "DiscriminatorPenalty",
     "Generator",
+    "LogitPenalty",
     "Loss",
     "MappedGenerator",
     "MixingGenerator",
     "QualityFilter",
     "Regulariser",
+    "ReportsMetrics",
     "Source",
+    "Stateful",
     "StyleEncoder",
     "TrainableStyleEncoder",
     "members",

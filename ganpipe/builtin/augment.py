@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ganpipe.builtin.ada import AdaptiveAugment
+
 
 class DiffAugment:
     def __init__(self, color: bool = True, translation: float = 0.125, cutout: float = 0.0):
@@ -49,4 +51,4 @@ class DiffAugment:
         return x
 
 
-AUGMENTATIONS = {"diffaugment": DiffAugment}
+AUGMENTATIONS = {"diffaugment": DiffAugment, "ada": AdaptiveAugment}

@@ -113,11 +113,30 @@ def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
     return y.repeat(g)[:, None, None, None].expand(n, 1, h, w)
 
 
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and
+    style embedding: each weight is divided by its largest singular value (one power-iteration
+    step per training forward), which bounds how sharply the discriminator can change and
+    steadies training on little data. The normalised weights export and load like any others:
+    the factory option rebuilds the same parametrisation."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            spectral_norm(child)
+    return module
+
+
 class DCGANDiscriminator(nn.Module):
     """image + style -> realism logit, with a projection head for the style."""
 
     def __init__(
-        self, num_styles: int, image_size: int, channels: int = 16, max_channels: int = 256
+        self,
+        num_styles: int,
+        image_size: int,
+        channels: int = 16,
+        max_channels: int = 256,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         n = _num_doublings(image_size)
@@ -130,6 +149,8 @@ class DCGANDiscriminator(nn.Module):
         self.linear = nn.Linear(widths[-1], 1)
         self.embed = nn.Embedding(num_styles, widths[-1])
         nn.init.normal_(self.embed.weight, std=0.02)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         x = self.features(images)

@@ -15,7 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ganpipe.builtin.nets import _num_doublings, minibatch_stddev, style_vectors
+from ganpipe.builtin.nets import (
+    _num_doublings,
+    apply_spectral_norm,
+    minibatch_stddev,
+    style_vectors,
+)
 
 
 class ModulatedConv(nn.Module):
@@ -156,7 +161,12 @@ class ResidualDiscriminator(nn.Module):
     """Residual blocks down to 4x4, minibatch-stddev, and a projection head for the style."""
 
     def __init__(
-        self, num_styles: int, image_size: int, channels: int = 16, max_channels: int = 256
+        self,
+        num_styles: int,
+        image_size: int,
+        channels: int = 16,
+        max_channels: int = 256,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         n = _num_doublings(image_size)
@@ -167,6 +177,8 @@ class ResidualDiscriminator(nn.Module):
         self.linear = nn.Linear(widths[-1], 1)
         self.embed = nn.Embedding(num_styles, widths[-1])
         nn.init.normal_(self.embed.weight, std=0.02)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.from_rgb(images))

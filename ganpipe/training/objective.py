@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ganpipe.contracts import DiscriminatorPenalty, supports
+from ganpipe.contracts import (
+    Adaptive,
+    DiscriminatorPenalty,
+    LogitPenalty,
+    ReportsMetrics,
+    Stateful,
+    supports,
+)
 from ganpipe.registry import Registry
 
 
@@ -42,12 +49,18 @@ class GanObjective:
     def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
         return self._scalar(self.loss.g_loss, fake_logits, real_logits)
 
-    def d_penalties(self, D, real, fake, s_real, step_no: int) -> Iterator[torch.Tensor | None]:
-        """Each regulariser's discriminator penalty, then the loss's own (WGAN-GP's gradient
-        penalty) if it has one; lazily, so each is computed as it is added."""
+    def d_penalties(
+        self, D, real, fake, s_real, step_no: int, real_logits=None, fake_logits=None
+    ) -> Iterator[torch.Tensor | None]:
+        """Each regulariser's discriminator penalty (and its penalty on the step's logits, for
+        one that has it: LeCam), then the loss's own (WGAN-GP's gradient penalty) if it has
+        one; lazily, so each is computed as it is added."""
         for name, reg in self.regularizers:
             yield self.registry.call("regularizer", name, reg.d_penalty, D, real, fake, s_real,
                                      step_no)  # fmt: skip
+            if real_logits is not None and supports(reg, LogitPenalty):
+                yield self.registry.call("regularizer", name, reg.d_logit_penalty, real_logits,
+                                         fake_logits, step_no)  # fmt: skip
         if supports(self.loss, DiscriminatorPenalty):
             yield self.registry.call("loss", self.loss_name, self.loss.d_penalty, D, real, fake,
                                      s_real, step_no)  # fmt: skip
@@ -55,6 +68,37 @@ class GanObjective:
     def g_penalties(self, fake, z, s, step_no: int) -> Iterator[torch.Tensor | None]:
         for name, reg in self.regularizers:
             yield self.registry.call("regularizer", name, reg.g_penalty, fake, z, s, step_no)
+
+    # --- Components with state of their own (ADA's strength, LeCam's anchors) -------------------
+
+    def components(self) -> Iterator[tuple[str, str, object]]:
+        """(kind, name, component) of every augmentation and regulariser, in config order."""
+        yield from (("augmentation", n, a) for n, a in self.augmentations)
+        yield from (("regularizer", n, r) for n, r in self.regularizers)
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Tell every adaptive component how the discriminator judged this step's reals."""
+        for kind, name, c in self.components():
+            if supports(c, Adaptive):
+                self.registry.call(kind, name, c.observe, real_logits.detach())
+
+    def state_dict(self) -> dict[str, dict]:
+        """The state of every stateful component, by ``kind:name`` (empty when none is)."""
+        return {f"{kind}:{name}": self.registry.call(kind, name, c.state_dict)
+                for kind, name, c in self.components() if supports(c, Stateful)}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        for kind, name, c in self.components():
+            if supports(c, Stateful) and f"{kind}:{name}" in state:
+                self.registry.call(kind, name, c.load_state_dict, state[f"{kind}:{name}"])
+
+    def metrics(self) -> dict[str, float]:
+        """The components' own figures for the training metrics (e.g. ADA's ``ada_p``)."""
+        found: dict[str, float] = {}
+        for kind, name, c in self.components():
+            if supports(c, ReportsMetrics):
+                found.update(self.registry.call(kind, name, c.metrics))
+        return {k: float(v) for k, v in found.items()}
 
     def _scalar(self, fn, *args) -> torch.Tensor:
         value = self.registry.call("loss", self.loss_name, fn, *args)

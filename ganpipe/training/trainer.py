@@ -133,6 +133,9 @@ class Trainer:
                 [[r[n] for n in names] for r in self.metric_rows], dtype=torch.float64
             ),
         }
+        components = self.objective.state_dict()
+        if components:  # only runs with stateful components carry the key
+            state["components"] = components
         if self.g_phase.scaler.is_enabled():
             state["scaler_g"] = self.g_phase.scaler.state_dict()
             state["scaler_d"] = self.d_phase.scaler.state_dict()
@@ -154,6 +157,7 @@ class Trainer:
         if "scaler_g" in state:
             self.g_phase.scaler.load_state_dict(state["scaler_g"])
             self.d_phase.scaler.load_state_dict(state["scaler_d"])
+        self.objective.load_state_dict(state.get("components", {}))
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         names = state["metric_names"]
@@ -238,9 +242,12 @@ class Trainer:
         with self.precision.autocast():
             fake = self._generate(z, s, real)
             real_logits = D(objective.augment(real, rng), s_real)
-            d_loss = objective.d_loss(real_logits, D(objective.augment(fake.detach(), rng), s))
-            d_total = plus(d_loss, objective.d_penalties(D, real, fake, s_real, step_no))
+            fake_logits_d = D(objective.augment(fake.detach(), rng), s)
+            d_loss = objective.d_loss(real_logits, fake_logits_d)
+            d_total = plus(d_loss, objective.d_penalties(D, real, fake, s_real, step_no,
+                                                         real_logits, fake_logits_d))  # fmt: skip
         self._optimise(self.d_phase, d_total, step_no)
+        objective.observe(real_logits)
         with self.precision.autocast():
             fake_logits = D(objective.augment(fake, rng), s)
             g_loss = objective.g_loss(fake_logits, real_logits.detach())
@@ -322,6 +329,7 @@ class Trainer:
             "fake_logit": losses.fake_logits.float().mean().item(),
             "lr_scale": self.lr_scale,
             "seconds": time.monotonic() - self.began,
+            **self.objective.metrics(),
         }
         self.metric_rows.append(metrics)
         if self.board is not None:
