@@ -112,6 +112,21 @@ def tiny_overrides(root: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def prepare_tiny_store(root: Path) -> Path:
+    """Ingest the tiny demo into ``root`` and find its styles: the starting point of tests that
+    train themselves. Returns ``root``."""
+    from ganpipe.config import load_config
+    from ganpipe.stages.ingest import ingest
+    from ganpipe.stages.styles import styles
+    from ganpipe.store import RunStore
+
+    cfg = load_config(None, tiny_overrides(root))
+    store = RunStore.from_config(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    return root
+
+
 def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     """Ingest the tiny demo into ``root``, find its styles, train and promote a model: the
     starting point of every test that needs a trained model. Returns ``root``."""

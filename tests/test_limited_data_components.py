@@ -14,12 +14,10 @@ from ganpipe.builtin.stylenets import ResidualDiscriminator
 from ganpipe.config import load_config
 from ganpipe.contracts import Adaptive, LogitPenalty, ReportsMetrics, Stateful, supports
 from ganpipe.registry import load_registry
-from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import export_network, load_network, newest_valid_checkpoint
 from ganpipe.training.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import prepare_tiny_store, tiny_overrides
 
 
 def test_ada_raises_p_while_the_discriminator_is_sure_of_the_reals_and_lowers_it_after():
@@ -116,12 +114,7 @@ def test_spectral_norm_bounds_the_layers_and_exported_weights_load_back(tmp_path
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("limited") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    return root
+    return prepare_tiny_store(tmp_path_factory.mktemp("limited") / "store")
 
 
 def test_resume_is_bit_identical_with_ada_lecam_spectral_norm_and_hinge_on(prepared):

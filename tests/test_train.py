@@ -14,19 +14,14 @@ from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network, newest_valid_checkpoint
 from ganpipe.training.train import NonFiniteLoss, train
-from tests.conftest import tiny_overrides
+from tests.conftest import prepare_tiny_store, tiny_overrides
 from tests.fixture_plugins import events, scaled_loss
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A store with the tiny demo dataset ingested and its styles found."""
-    root = tmp_path_factory.mktemp("train") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    return root
+    return prepare_tiny_store(tmp_path_factory.mktemp("train") / "store")
 
 
 def config_for(root, *extra):

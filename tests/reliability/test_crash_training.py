@@ -14,12 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganpipe.config import load_config
-from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import newest_valid_checkpoint
-from tests.conftest import tiny_overrides
+from tests.conftest import prepare_tiny_store, tiny_overrides
 from tests.reliability.conftest import (
     GANPIPE,
     REPO,
@@ -42,12 +39,7 @@ TRAIN = [f"train.steps={STEPS}", f"train.checkpoint_every={EVERY}", "train.log_e
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A store with the tiny demo dataset ingested and its styles found."""
-    root = tmp_path_factory.mktemp("crash-train") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    return root
+    return prepare_tiny_store(tmp_path_factory.mktemp("crash-train") / "store")
 
 
 def train_args(root) -> list[str]:
