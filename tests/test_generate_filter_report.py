@@ -28,18 +28,19 @@ def cfg_for(root, *extra):
 def test_generation_is_reproducible_and_resumable(trained, tmp_path):
     cfg = cfg_for(trained)
     store = RunStore.from_config(cfg)
-    first = generate(cfg, store)
+    mine = RunStore(str(tmp_path / "mine"))  # other tests of the module generate into `store`
+    first = generate(cfg, store, out=mine)
     assert first.count == 24 and first.written == 24
     folder = f"batches/{first.batch_id}"
-    manifest = store.read_parquet(f"{folder}/manifest.parquet")
+    manifest = mine.read_parquet(f"{folder}/manifest.parquet")
     assert list(manifest.columns) == ["path", "style", "seed", "model", "kept", "reject_reason"]
     assert sorted(set(manifest["seed"])) == [0, 1, 2, 3]
-    blob = store.read_bytes(f"{folder}/{manifest.loc[5, 'path']}")
+    blob = mine.read_bytes(f"{folder}/{manifest.loc[5, 'path']}")
 
-    store.remove(f"{folder}/{manifest.loc[5, 'path']}")  # as if interrupted before this image
-    again = generate(cfg, store)
+    mine.remove(f"{folder}/{manifest.loc[5, 'path']}")  # as if interrupted before this image
+    again = generate(cfg, store, out=mine)
     assert again.batch_id == first.batch_id and again.written == 1
-    assert store.read_bytes(f"{folder}/{manifest.loc[5, 'path']}") == blob
+    assert mine.read_bytes(f"{folder}/{manifest.loc[5, 'path']}") == blob
 
     # Same request into another store, with a different chunking: byte-identical images.
     other = RunStore(str(tmp_path / "elsewhere"))
