@@ -70,7 +70,8 @@ def prepare(name: str, data_root: Path, store_root: str, extra: list[str]):
 
 def run_ganpipe(base: list[str], store, variant: str, sets: list[str], minutes: float):
     overrides = [*base, f"model.name=bench-{variant}", "train.steps=100000000",
-                 f"train.max_minutes={minutes}", "train.sample_every=null", *sets]  # fmt: skip
+                 f"train.max_minutes={minutes}", "train.sample_every=null", "train.resume=never",
+                 *sets]  # fmt: skip
     cfg = load_config(None, overrides)
     registry = load_registry(cfg)
     t0 = time.perf_counter()

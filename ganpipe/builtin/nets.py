@@ -113,6 +113,86 @@ def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
     return y.repeat(g)[:, None, None, None].expand(n, 1, h, w)
 
 
+def style_stddev(x: torch.Tensor, style: torch.Tensor, num_styles: int) -> torch.Tensor:
+    """Minibatch standard deviation taken among the images of the same style only.
+
+    The plain form (``minibatch_stddev``) mixes styles in its groups, so in a conditional GAN
+    the spread it measures is mostly the gap between styles, which a generator that has
+    collapsed to one image per style still shows: the discriminator cannot see the collapse.
+    Here each image gets the spread of its own style's images in the batch (unbiased, so the
+    figure does not depend on how many there are), which is near zero exactly when a style
+    has collapsed. An image alone with its style in the batch gets the mean over the others.
+    """
+    n, c, h, w = x.shape
+    flat = x.reshape(n, -1).float()
+    if style.is_floating_point():  # weights over the styles (a blend): its strongest style
+        style = style.argmax(dim=1)
+    onehot = torch.nn.functional.one_hot(style, num_styles).to(flat)  # (n, S)
+    count = onehot.sum(dim=0)  # (S,)
+    mean = (onehot.T @ flat) / count.clamp(min=1)[:, None]
+    var = (onehot.T @ (flat - mean[style]).pow(2)) / (count - 1).clamp(min=1)[:, None]
+    spread = (var + 1e-8).sqrt().mean(dim=1)  # (S,)
+    paired = (count >= 2).to(flat)
+    # without a style twice in the batch, the plain batch spread is the best there is; no
+    # branch on the data, so the function compiles into one graph and never syncs a GPU
+    batch_spread = (flat.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+    paired_mean = (spread * paired).sum() / paired.sum().clamp(min=1)
+    fallback = torch.where(paired.sum() > 0, paired_mean, batch_spread)
+    per_image = torch.where(paired[style] > 0, spread[style], fallback)
+    return per_image.to(x.dtype)[:, None, None, None].expand(n, 1, h, w)
+
+
+def minibatch_feature(
+    kind: str, x: torch.Tensor, style: torch.Tensor, num_styles: int
+) -> torch.Tensor:
+    """The discriminator's extra spread channel: ``style`` (per-style spread), ``batch``
+    (StyleGAN's groups of 4 across styles) or ``off`` (zeros, keeping the layer shapes)."""
+    if kind == "style":
+        return style_stddev(x, style, num_styles)
+    if kind == "batch":
+        return minibatch_stddev(x)
+    return x.new_zeros(x.shape[0], 1, *x.shape[2:])
+
+
+MINIBATCH_KINDS = ("style", "batch", "off")
+
+
+def check_pack(pack: int) -> int:
+    if not isinstance(pack, int) or pack < 1:
+        raise ValueError(f"pack must be a whole number >= 1 (1: no packing), got {pack!r}")
+    return pack
+
+
+def check_minibatch(kind: str) -> str:
+    if kind not in MINIBATCH_KINDS:
+        raise ValueError(f"minibatch must be one of {', '.join(MINIBATCH_KINDS)}, got {kind!r}")
+    return kind
+
+
+def pack_images(
+    images: torch.Tensor, style: torch.Tensor, pack: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PacGAN (Lin et al. 2018): the discriminator judges ``pack`` consecutive images at once,
+    stacked along the channels, so it sees samples jointly and a generator that repeats
+    itself is easier to catch. The trainer's fakes come in the same style order as its reals,
+    so real and fake packs hold the same styles. A batch that does not divide is padded with
+    its last image; returns the packed images (N/pack, 3*pack, H, W) and styles (N/pack, pack).
+    """
+    if style.is_floating_point():  # weights over the styles (a blend): its strongest style
+        style = style.argmax(dim=1)
+    pad = (-images.shape[0]) % pack
+    if pad:
+        images = torch.cat([images, images[-1:].expand(pad, -1, -1, -1)])
+        style = torch.cat([style, style[-1:].expand(pad)])
+    n, c, h, w = images.shape
+    return images.reshape(n // pack, pack * c, h, w), style.reshape(n // pack, pack)
+
+
+def unpack_logits(logits: torch.Tensor, pack: int, n: int) -> torch.Tensor:
+    """One logit per image again (each image gets its pack's), as every caller expects."""
+    return logits.repeat_interleave(pack)[:n] if pack > 1 else logits
+
+
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and
     style embedding: each weight is divided by its largest singular value (one power-iteration
@@ -137,11 +217,15 @@ class DCGANDiscriminator(nn.Module):
         channels: int = 16,
         max_channels: int = 256,
         spectral_norm: bool = False,
+        minibatch: str = "style",
+        pack: int = 1,
     ):
         super().__init__()
+        self.minibatch, self.num_styles = check_minibatch(minibatch), num_styles
+        self.pack = check_pack(pack)
         n = _num_doublings(image_size)
         widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
-        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(3 * pack, widths[0], 3, 1, 1), nn.LeakyReLU(0.2)]
         for i in range(n):
             layers += [nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
@@ -153,7 +237,11 @@ class DCGANDiscriminator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = self.features(images)
-        x = torch.cat([x, minibatch_stddev(x)], dim=1)
+        n = images.shape[0]
+        packed, styles = pack_images(images, style, self.pack)
+        x = self.features(packed)
+        x = torch.cat([x, minibatch_feature(self.minibatch, x, styles[:, 0], self.num_styles)],
+                      dim=1)  # fmt: skip
         h = nn.functional.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(style) * h).sum(dim=1)
+        logits = self.linear(h).squeeze(1) + (self.embed(styles).mean(dim=1) * h).sum(dim=1)
+        return unpack_logits(logits, self.pack, n)

@@ -18,7 +18,11 @@ from torch.nn import functional as F
 from ganpipe.builtin.nets import (
     _num_doublings,
     apply_spectral_norm,
-    minibatch_stddev,
+    check_minibatch,
+    check_pack,
+    minibatch_feature,
+    pack_images,
+    unpack_logits,
     style_vectors,
 )
 
@@ -167,11 +171,15 @@ class ResidualDiscriminator(nn.Module):
         channels: int = 16,
         max_channels: int = 256,
         spectral_norm: bool = False,
+        minibatch: str = "style",
+        pack: int = 1,
     ):
         super().__init__()
+        self.minibatch, self.num_styles = check_minibatch(minibatch), num_styles
+        self.pack = check_pack(pack)
         n = _num_doublings(image_size)
         widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
-        self.from_rgb = nn.Conv2d(3, widths[0], 1)
+        self.from_rgb = nn.Conv2d(3 * pack, widths[0], 1)
         self.blocks = nn.Sequential(*[ResidualBlock(widths[i], widths[i + 1]) for i in range(n)])
         self.final = nn.Conv2d(widths[-1] + 1, widths[-1], 3, 1, 1)
         self.linear = nn.Linear(widths[-1], 1)
@@ -181,7 +189,11 @@ class ResidualDiscriminator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.from_rgb(images))
-        x = torch.cat([x, minibatch_stddev(x)], dim=1)
+        n = images.shape[0]
+        packed, styles = pack_images(images, style, self.pack)
+        x = self.blocks(self.from_rgb(packed))
+        x = torch.cat([x, minibatch_feature(self.minibatch, x, styles[:, 0], self.num_styles)],
+                      dim=1)  # fmt: skip
         h = F.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(style) * h).sum(dim=1)
+        logits = self.linear(h).squeeze(1) + (self.embed(styles).mean(dim=1) * h).sum(dim=1)
+        return unpack_logits(logits, self.pack, n)
