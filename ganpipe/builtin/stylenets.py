@@ -22,8 +22,8 @@ from ganpipe.builtin.nets import (
     check_pack,
     minibatch_feature,
     pack_images,
-    unpack_logits,
     style_vectors,
+    unpack_logits,
 )
 
 
