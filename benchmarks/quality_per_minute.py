@@ -102,6 +102,8 @@ def kept_share(cfg, store, result) -> float:
     registry = load_registry(cfg)
     batch = generate(cfg, store, model=model)
     filtered = filter_batch(cfg, store, layout.batch_dir(batch.batch_id), model, registry)
+    rates = ", ".join(f"{k} {v:.0%}" for k, v in filtered.pass_rates.items())
+    print(f"  (filters: pass rates {rates})")
     return filtered.kept / max(filtered.candidates, 1)
 
 

@@ -1,7 +1,9 @@
-"""The limited-data training components: adaptive augmentation (ADA), LeCam regularisation and
-spectral normalisation, each on hand-computed cases, and a resume with all of them on."""
+"""The limited-data training components: adaptive augmentation (ADA), LeCam regularisation,
+per-style moment matching and spectral normalisation, each on hand-computed cases, and a resume
+with all of them on."""
 
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ from safetensors.torch import load as load_safetensors
 
 from ganpipe.builtin.ada import AdaptiveAugment
 from ganpipe.builtin.nets import DCGANDiscriminator
-from ganpipe.builtin.regularizers import LeCam
+from ganpipe.builtin.regularizers import LeCam, StyleMoments
 from ganpipe.builtin.stylenets import ResidualDiscriminator
 from ganpipe.config import load_config
 from ganpipe.contracts import Adaptive, LogitPenalty, ReportsMetrics, Stateful, supports
@@ -112,21 +114,68 @@ def test_spectral_norm_bounds_the_layers_and_exported_weights_load_back(tmp_path
         assert torch.equal(loaded.eval()(images, style), D(images, style))
 
 
+def _moments_bound_to_two_styles(**options) -> StyleMoments:
+    """Embeddings are the images' two pixel values themselves (a flatten as the encoder)."""
+    reg = StyleMoments(**options)
+    reg.bind(SimpleNamespace(style_encoder=torch.nn.Flatten(), centroids=torch.zeros(2, 2)))
+    return reg
+
+
+def _points(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)[:, :, None, None]
+
+
+def test_style_moments_learn_each_styles_real_mean_and_spread_from_the_real_batches():
+    reg = _moments_bound_to_two_styles(weight=1.0, interval=1)
+    assert reg.d_penalty(None, _points([0, 0], [2, 4]), None, torch.tensor([0, 0]), 0) is None
+    reg.d_penalty(None, _points([4, 2], [9, 9]), None, torch.tensor([0, 1]), 1)
+    # style 0 has seen (0,0), (2,4), (4,2): mean (2, 2), unbiased variance (4, 4)
+    matched = _points([0, 0], [2, 4], [4, 2], [9, 9], [9, 9])
+    styles = torch.tensor([0, 0, 0, 1, 1])
+    assert float(reg.g_penalty(matched, None, styles, 1)) == pytest.approx(0.0, abs=1e-3)
+    collapsed = _points([2, 2], [2, 2], [2, 2])  # the right mean, no spread: 2^2 + 2^2 short
+    penalty = reg.g_penalty(collapsed, None, torch.tensor([0, 0, 0]), 1)
+    assert float(penalty) == pytest.approx(8.0, rel=1e-3)
+    noisy = _points([-4, 2], [8, 2], [2, 2])  # spread (6, 0): too much in one, none in other
+    gap = (6 - 2) ** 2 + (0 - 2) ** 2
+    assert float(reg.g_penalty(noisy, None, torch.tensor([0, 0, 0]), 1)) == pytest.approx(
+        gap, rel=1e-3
+    )
+    assert reg.metrics() == {"style_moments_gap": pytest.approx(gap, rel=1e-3)}
+
+
+def test_style_moments_skip_styles_with_one_image_and_steps_between_intervals():
+    reg = _moments_bound_to_two_styles(weight=2.0, interval=2)
+    reg.d_penalty(None, _points([0, 0], [2, 4]), None, torch.tensor([0, 0]), 1)  # not its step
+    assert float(reg.count.sum()) == 0
+    reg.d_penalty(None, _points([0, 0], [2, 4], [1, 1]), None, torch.tensor([0, 0, 1]), 2)
+    assert reg.g_penalty(_points([1, 1], [1, 1]), None, torch.tensor([0, 1]), 2) is None
+    assert reg.g_penalty(_points([1, 1], [1, 1]), None, torch.tensor([1, 1]), 2) is None
+    # style 0: mean (1, 2), spread (sqrt 2, sqrt 8); fakes at (1, 2) twice: 2 + 8, x weight x 2
+    penalty = reg.g_penalty(_points([1, 2], [1, 2]), None, torch.tensor([0, 0]), 2)
+    assert float(penalty) == pytest.approx(2 * 2 * 10.0, rel=1e-3)
+    restored = _moments_bound_to_two_styles(weight=2.0, interval=2)
+    restored.load_state_dict(reg.state_dict())
+    again = restored.g_penalty(_points([1, 2], [1, 2]), None, torch.tensor([0, 0]), 2)
+    assert torch.equal(again, penalty)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     return prepare_tiny_store(tmp_path_factory.mktemp("limited") / "store")
 
 
-def test_resume_is_bit_identical_with_ada_lecam_spectral_norm_and_hinge_on(prepared):
+def test_resume_is_bit_identical_with_every_limited_data_component_on(prepared):
     extra = [
         "train.steps=8",
         "train.checkpoint_every=4",
         "train.log_every=2",
         "train.loss=hinge",
         "model.discriminator=resnet",
-        "model.discriminator_options={spectral_norm: true}",
+        "model.discriminator_options={spectral_norm: true, minibatch: style}",
         "train.augmentations={ada: {speed: 200, interval: 1}}",
-        "train.regularizers={lecam: {weight: 0.3}, r1: {gamma: 1, interval: 4}}",
+        "train.regularizers={lecam: {weight: 0.3}, r1: {gamma: 1, interval: 4}, "
+        "style_moments: {weight: 1, interval: 1}}",
     ]
     straight = prepared.parent / "straight"
     shutil.copytree(prepared, straight)
@@ -141,13 +190,29 @@ def test_resume_is_bit_identical_with_ada_lecam_spectral_norm_and_hinge_on(prepa
     assert b.version == a.version and b.steps_done == 8
     folder = f"models/demo/{a.version}"
     _, state = newest_valid_checkpoint(store_a, f"{folder}/checkpoints")
-    assert set(state["components"]) == {"augmentation:ada", "regularizer:lecam"}
+    assert set(state["components"]) == {
+        "augmentation:ada",
+        "regularizer:lecam",
+        "regularizer:style_moments",
+    }
     assert state["components"]["augmentation:ada"]["p"] > 0  # the controller moved
     for name in ("generator.safetensors", "discriminator.safetensors"):
         wa = load_safetensors(store_a.read_bytes(f"{folder}/{name}"))
         wb = load_safetensors(store_b.read_bytes(f"{folder}/{name}"))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     metrics = store_a.read_parquet(f"{folder}/metrics.parquet")
-    assert {"ada_p", "ada_r", "lecam_anchor_real"} <= set(metrics.columns)
+    assert {"ada_p", "ada_r", "lecam_anchor_real", "style_moments_gap"} <= set(metrics.columns)
     resumed = store_b.read_parquet(f"{folder}/metrics.parquet")
     assert metrics.drop(columns="seconds").equals(resumed.drop(columns="seconds"))
+
+
+def test_a_packing_discriminator_trains_exports_and_judges_any_number_of_images(prepared):
+    store_root = prepared.parent / "packed"
+    shutil.copytree(prepared, store_root)
+    extra = ["train.steps=3", "model.discriminator_options={pack: 2, minibatch: style}"]
+    cfg = load_config(None, tiny_overrides(store_root) + extra)
+    store = RunStore.from_config(cfg)
+    result = train(cfg, store)
+    D, _ = load_network(store, f"models/demo/{result.version}", "discriminator", load_registry(cfg))
+    logits = D(torch.rand(5, 3, 16, 16) * 2 - 1, torch.tensor([0, 1, 0, 1, 0]))
+    assert D.pack == 2 and logits.shape == (5,) and logits[0] == logits[1]

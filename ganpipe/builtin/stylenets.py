@@ -171,7 +171,7 @@ class ResidualDiscriminator(nn.Module):
         channels: int = 16,
         max_channels: int = 256,
         spectral_norm: bool = False,
-        minibatch: str = "style",
+        minibatch: str = "batch",
         pack: int = 1,
     ):
         super().__init__()

@@ -138,7 +138,7 @@ class TrainConfig(Section):
     resume: str = "auto"  # auto | never | a checkpoint URI
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    channels_last: bool | Literal["auto"] = "auto"  # auto: on CUDA only
+    channels_last: bool | Literal["auto"] = "auto"  # auto: on (measured faster on CPU and CUDA)
     on_nonfinite: Literal["stop", "rollback"] = "stop"  # rollback: last checkpoint, lower LR
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1)  # learning rates times this per rollback
     max_rollbacks: int = Field(3, ge=1)  # then stop as on_nonfinite: stop would

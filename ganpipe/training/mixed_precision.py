@@ -57,5 +57,5 @@ def resolve_precision(precision: str, channels_last: bool | str, device: torch.d
             where="train.precision",
             fix="use fp16 or auto",
         )
-    layout = cuda if channels_last == "auto" else bool(channels_last)
+    layout = True if channels_last == "auto" else bool(channels_last)
     return Precision(precision, device.type, layout)
