@@ -114,11 +114,13 @@ class TrainConfig(Section):
     loss: str = "nonsaturating"  # registered loss
     loss_options: dict[str, Any] = Field(default_factory=dict)
     # name -> options; the defaults keep each style from collapsing to one image on small data
-    # (diversity) and keep samples in the style they were asked for (style_consistency)
+    # (diversity) and match each style's samples to its images as a distribution, neither
+    # shrunk to the centroid nor noisier than the data (style_moments): chosen by the quality
+    # benchmark's ablation (README, "Quality per minute")
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
-            "diversity": {"weight": 0.2},
-            "style_consistency": {"weight": 3.0, "interval": 2},
+            "diversity": {"weight": 0.1},
+            "style_moments": {"weight": 3.0, "interval": 2},
         }
     )
     augmentations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"diffaugment": {}})
