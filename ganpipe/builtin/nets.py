@@ -127,11 +127,8 @@ def style_stddev(x: torch.Tensor, style: torch.Tensor, num_styles: int) -> torch
     flat = x.reshape(n, -1).float()
     if style.is_floating_point():  # weights over the styles (a blend): its strongest style
         style = style.argmax(dim=1)
-    onehot = torch.nn.functional.one_hot(style, num_styles).to(flat)  # (n, S)
-    count = onehot.sum(dim=0)  # (S,)
-    mean = (onehot.T @ flat) / count.clamp(min=1)[:, None]
-    var = (onehot.T @ (flat - mean[style]).pow(2)) / (count - 1).clamp(min=1)[:, None]
-    spread = (var + 1e-8).sqrt().mean(dim=1)  # (S,)
+    _, spreads, count = per_style_moments(flat, style, num_styles)
+    spread = spreads.mean(dim=1)  # (S,)
     paired = (count >= 2).to(flat)
     # without a style twice in the batch, the plain batch spread is the best there is; no
     # branch on the data, so the function compiles into one graph and never syncs a GPU
@@ -140,6 +137,16 @@ def style_stddev(x: torch.Tensor, style: torch.Tensor, num_styles: int) -> torch
     fallback = torch.where(paired.sum() > 0, paired_mean, batch_spread)
     per_image = torch.where(paired[style] > 0, spread[style], fallback)
     return per_image.to(x.dtype)[:, None, None, None].expand(n, 1, h, w)
+
+
+def per_style_moments(rows: torch.Tensor, style: torch.Tensor, num_styles: int):
+    """Per style: the mean, the unbiased per-column spread and the count of ``rows`` (N, D)
+    of that style; what the per-style spread channel and ``style_moments`` both measure."""
+    onehot = torch.nn.functional.one_hot(style, num_styles).to(rows)  # (N, S)
+    n = onehot.sum(dim=0)  # (S,)
+    mean = (onehot.T @ rows) / n.clamp(min=1)[:, None]
+    var = (onehot.T @ (rows - mean[style]).pow(2)) / (n - 1).clamp(min=1)[:, None]
+    return mean, (var + 1e-8).sqrt(), n
 
 
 def minibatch_feature(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ganpipe.builtin.nets import per_style_moments
+
 
 class R1:
     """R1 gradient penalty on real images (Mescheder et al. 2018), applied lazily every
@@ -120,7 +122,7 @@ class StyleMoments:
         if step % self.interval:
             return None
         emb = self.encoder(fakes)
-        mean_f, spread_f, n_f = _per_style_moments(emb, style, len(self.count))
+        mean_f, spread_f, n_f = per_style_moments(emb, style, len(self.count))
         count = self.count.clamp(min=1)[:, None]
         mean_r = self.total / count
         var_r = (self.squares / count - mean_r.pow(2)).clamp(min=0) * (
@@ -151,15 +153,6 @@ class StyleMoments:
         self.total = state["total"].to(device, torch.float64)
         self.squares = state["squares"].to(device, torch.float64)
         self.last_gap = float(state["last_gap"])
-
-
-def _per_style_moments(emb: torch.Tensor, style: torch.Tensor, num_styles: int):
-    """Per style: mean, unbiased per-dimension spread and count of the rows of ``emb``."""
-    onehot = torch.nn.functional.one_hot(style, num_styles).to(emb)  # (N, S)
-    n = onehot.sum(dim=0)  # (S,)
-    mean = (onehot.T @ emb) / n.clamp(min=1)[:, None]
-    var = (onehot.T @ (emb - mean[style]).pow(2)) / (n - 1).clamp(min=1)[:, None]
-    return mean, (var + 1e-8).sqrt(), n
 
 
 class LeCam:
