@@ -208,7 +208,11 @@ class Adaptive(Protocol):
 class Stateful(Protocol):
     """A training component with state that must survive a resume (ADA's strength, LeCam's
     anchors): ``state_dict()`` returns plain numbers or tensors (it is saved in the checkpoint
-    and read back with ``weights_only=True``), ``load_state_dict(state)`` restores them."""
+    and read back with ``weights_only=True``), ``load_state_dict(state)`` restores them.
+
+    A checkpoint holds rank 0's state alone, so under ``torchrun`` state learnt from batches
+    must be the same on every rank: sum what each rank observes with
+    ``ganpipe.training.distributed.all_sum`` (a no-op on one process), as the built-ins do."""
 
     def state_dict(self) -> dict[str, Any]: ...
 

@@ -157,7 +157,8 @@ def ganpipe_train_step_end(state: TrainState, metrics: dict[str, float]) -> None
 
     Args:
         state: the training state (``step``, ``generator``, ``discriminator``, ``ema``,
-            ``config``); read it, do not replace its members.
+            ``config``, and ``components``: the run's augmentations and regularisers by
+            ``"kind:name"``); read it, do not replace its members.
         metrics: the figures just logged (losses, penalties, timings), by name.
     """
 

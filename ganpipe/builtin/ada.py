@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ganpipe.training.distributed import all_sum
+
 
 class AdaptiveAugment:
     """The augmentation pipeline and its p-controller.
@@ -51,8 +53,10 @@ class AdaptiveAugment:
     def observe(self, real_logits: torch.Tensor) -> None:
         """Tally the discriminator's verdict on this step's reals; every ``interval`` calls,
         move ``p`` by ``sign(r - target)`` times the images seen over ``speed``."""
-        self._signs += float(torch.sign(real_logits.detach().float()).sum())
-        self._seen += real_logits.numel()
+        logits = real_logits.detach().float()
+        tally = all_sum(torch.stack([torch.sign(logits).sum(), logits.new_tensor(logits.numel())]))
+        self._signs += float(tally[0])  # over every rank: all ranks hold the same p
+        self._seen += int(tally[1])
         self._observations += 1
         if self._observations >= self.interval:
             self.last_r = self._signs / max(self._seen, 1)

@@ -48,6 +48,7 @@ class DCGANGenerator(nn.Module):
         max_channels: int = 256,
         cond_dim: int = 64,
         style_embedding_dim: int = 0,
+        upsample: str = "transpose",
     ):
         super().__init__()
         self.z_dim = z_dim
@@ -62,9 +63,7 @@ class DCGANGenerator(nn.Module):
         )
         self.project = nn.Linear(z_dim + cond_dim, widths[0] * 16)
         self.norms = nn.ModuleList(ConditionalBatchNorm(w, cond_dim) for w in widths)
-        self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=False) for i in range(n)
-        )
+        self.ups = nn.ModuleList(upsampling(upsample, widths[i], widths[i + 1]) for i in range(n))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
         self.width0 = widths[0]
 
@@ -90,6 +89,22 @@ class DCGANGenerator(nn.Module):
         self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.render(z, self.condition(style, style_embedding))
+
+
+UPSAMPLING = ("transpose", "nearest")
+
+
+def upsampling(kind: str, cin: int, cout: int) -> nn.Module:
+    """One doubling of the generator's resolution. ``transpose`` is the classic DCGAN stride-2
+    transposed convolution, whose overlapping 4x4 kernels can print a checkerboard on flat
+    areas; ``nearest`` repeats each pixel and then convolves (3x3), which cannot (Odena et al.
+    2016, "Deconvolution and Checkerboard Artifacts")."""
+    if kind == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+    if kind == "nearest":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(cin, cout, 3, 1, 1, bias=False))  # fmt: skip
+    raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {kind!r}")
 
 
 def style_vectors(embed: nn.Embedding, style: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ganpipe.builtin.nets import per_style_moments
+from ganpipe.training.distributed import all_sum
 
 
 class R1:
@@ -113,9 +114,13 @@ class StyleMoments:
             with torch.no_grad():
                 emb = self.encoder(real_images).double()
             onehot = torch.nn.functional.one_hot(style, len(self.count)).to(emb)
-            self.count += onehot.sum(dim=0)
-            self.total += onehot.T @ emb
-            self.squares += onehot.T @ emb.pow(2)
+            # summed over every rank, so every rank (and so a resume) holds the same statistics
+            found = all_sum(torch.cat([onehot.sum(dim=0)[:, None], onehot.T @ emb,
+                                       onehot.T @ emb.pow(2)], dim=1))  # fmt: skip
+            dims = emb.shape[1]
+            self.count += found[:, 0]
+            self.total += found[:, 1 : 1 + dims]
+            self.squares += found[:, 1 + dims :]
         return None
 
     def g_penalty(self, fakes, latents, style, step: int):
@@ -133,11 +138,14 @@ class StyleMoments:
             2
         ).sum(dim=1)
         used = ((n_f >= 2) & (self.count.to(emb) >= 2)).to(emb) * n_f
+        # the figure reported (and checkpointed) is over every rank's samples, so all agree;
+        # every rank reaches this call, before any rank-dependent return
+        overall = all_sum(torch.stack([(gap * used).sum().detach(), used.sum()]).double())
+        if float(overall[1]) > 0:
+            self.last_gap = float(overall[0] / overall[1])
         if float(used.sum()) == 0:
             return None
-        mean_gap = (gap * used).sum() / used.sum()
-        self.last_gap = float(mean_gap.detach())
-        return self.weight * self.interval * mean_gap
+        return self.weight * self.interval * (gap * used).sum() / used.sum()
 
     def metrics(self) -> dict[str, float]:
         """How far the samples' per-style moments were from the reals' (0: matched)."""
@@ -183,8 +191,11 @@ class LeCam:
     def d_logit_penalty(self, real_logits: torch.Tensor, fake_logits: torch.Tensor, step: int):
         """The penalty against the anchors as they were before this step, then the anchors
         move towards this step's mean logits."""
-        real_mean = float(real_logits.detach().float().mean())
-        fake_mean = float(fake_logits.detach().float().mean())
+        real, fake = real_logits.detach().float(), fake_logits.detach().float()
+        sums = all_sum(torch.stack([real.sum(), fake.sum(), real.new_tensor(real.numel()),
+                                    fake.new_tensor(fake.numel())]))  # fmt: skip
+        real_mean = float(sums[0] / sums[2])  # over every rank, so every rank's anchors agree
+        fake_mean = float(sums[1] / sums[3])
         if not self.started:  # the first step anchors at what it sees, not at 0
             self.anchor_real, self.anchor_fake, self.started = real_mean, fake_mean, True
         penalty = (real_logits.float() - self.anchor_fake).pow(2).mean() + (

@@ -64,6 +64,21 @@ class World:
             dist.destroy_process_group()
 
 
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over every rank, in place (itself when training on one process).
+
+    For components that learn from the batches they see, such as ADA's tally of the
+    discriminator's verdicts or running statistics of the reals: each rank sees different
+    batches, and a state kept per rank would drift apart, while a checkpoint holds rank 0's
+    alone, so a resumed run would not continue as the uninterrupted one. Summed here, every
+    rank holds the same state. Every rank must call it at the same point of the step."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,6 +50,8 @@ class TrainState:
     discriminator: torch.nn.Module
     ema: torch.nn.Module
     config: Config
+    # the run's augmentations and regularisers by "kind:name" (e.g. "augmentation:ada")
+    components: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,7 +111,8 @@ class Trainer:
         self.began = 0.0
 
     def state(self, step_no: int) -> TrainState:
-        return TrainState(step_no, self.nets.G, self.nets.D, self.nets.ema, self.config)
+        components = {f"{kind}:{name}": c for kind, name, c in self.objective.components()}
+        return TrainState(step_no, self.nets.G, self.nets.D, self.nets.ema, self.config, components)
 
     # --- Checkpoints -------------------------------------------------------------------------
 
