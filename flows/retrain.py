@@ -69,34 +69,53 @@ def model_report_task(config: dict[str, Any], model_uri: str) -> ReportResult:
 
 
 @task(name="gate", cache_policy=NO_CACHE, **IO_RETRIES)
-def gate_task(
-    config: dict[str, Any], trained: TrainResult, challenger: EvaluationResult
-) -> Decision:
-    """Compare with the champion (its stored evaluation, or a fresh one), decide, record the
-    decision beside the challenger and promote it if it won."""
-    from ganpipe.generation.models import champion, promote
+def gate_task(config: dict[str, Any], trained: TrainResult) -> Decision:
+    """Measure challenger and champion on the same images (the challenger's dataset's
+    held-out split, the same seeds) in the same pinned space, decide, record the decision
+    beside the challenger and promote it if it won."""
+    from ganpipe.generation.models import ModelRef, champion, promote
     from ganpipe.stages import gate as retrain
     from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
     from ganpipe.store import layout
 
     cfg, store, registry = _open(config)
+    fingerprint = store.read_json(
+        layout.ModelFiles(layout.model_dir(cfg.model_name, trained.version)).network(
+            "generator", "json"
+        )
+    )["dataset_fingerprint"]
+    challenger_model = ModelRef(store, layout.model_dir(cfg.model_name, trained.version))
+    challenger = evaluate(cfg, store, challenger_model, registry, against=fingerprint,
+                          write=False).to_dict()  # fmt: skip
+    retrain.keep_evaluation(challenger_model, challenger)
     champ = champion(cfg, store)
     champ_version = champ.folder.rsplit("/", 1)[-1] if champ is not None else None
-    champ_name = champ_metrics = None
-    if champ is not None and champ.folder != layout.model_dir(cfg.model_name, trained.version):
-        champ_name = f"{cfg.model_name}/{champ.folder.rsplit('/', 1)[-1]}"
-        champ_metrics = retrain.stored_metrics(champ, cfg)
-        if champ_metrics is None:
-            champ_metrics = evaluate(cfg, store, champ, registry).metrics
+    champ_name, champ_eval = None, None
+    if champ is not None and champ.folder != challenger_model.folder:
+        champ_name = f"{cfg.model_name}/{champ_version}"
+        champ_eval = retrain.stored_evaluation(champ, challenger["settings"])
+        if champ_eval is None:
+            champ_eval = evaluate(cfg, store, champ, registry, against=fingerprint,
+                                  write=False).to_dict()  # fmt: skip
+            retrain.keep_evaluation(champ, champ_eval)
     decision = retrain.decide(
-        challenger.model,
-        challenger.metrics,
+        challenger["model"],
+        challenger["metrics"],
         champ_name,
-        champ_metrics,
+        champ_eval["metrics"] if champ_eval else None,
         cfg.retrain.gate,
         cfg.retrain.tolerance,
         HIGHER_IS_BETTER,
     )
+    settings = challenger["settings"]
+    decision.space, decision.space_hash = settings["space"], settings["space_hash"]
+    decision.dataset_fingerprint, decision.split = fingerprint, settings["split"]
+    if champ_eval is not None:
+        decision.missing_styles = list(champ_eval["settings"].get("missing_styles", []))
+        tolerance = cfg.retrain.per_style_tolerance
+        deltas = retrain.per_style_deltas(challenger, champ_eval, cfg.retrain.gate, tolerance,
+                                          HIGHER_IS_BETTER)  # fmt: skip
+        retrain.judge_per_style(decision, deltas, cfg.retrain.per_style, tolerance)
     if decision.action == "promoted" and not promote(
         store, cfg.model_name, trained.version, expected=champ_version
     ):
@@ -118,6 +137,7 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     sets of metrics. ``force`` trains even when a model for this data exists."""
     cfg = _validate(config)  # fail before any work
     store = RunStore.from_config(cfg)
+    config, cfg = _warm_start_from_champion(config, cfg, store)
     ingested = ingest_task(config)
     fingerprint = ingested.fingerprint
     summary: dict[str, Any] = {"dataset_fingerprint": fingerprint, "counts": dict(ingested.counts)}
@@ -132,12 +152,25 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     styled = run_cached(styles_task, store, done["styles"], config=config, ingested=ingested)
     trained = run_cached(train_task, store, done["train"], config=config, styled=styled,
                          promote=False)  # fmt: skip
-    challenger = evaluate_task(config, trained.uri)
-    decision = gate_task(config, trained, challenger)
+    evaluate_task(config, trained.uri)  # the model's own evaluation.json, for its report
+    decision = gate_task(config, trained)
     reported = model_report_task(config, trained.uri)
     summary.update(_summary(trained, decision, reported))
     _publish(summary)
     return summary
+
+
+def _warm_start_from_champion(config: dict[str, Any], cfg, store: RunStore):
+    """``train.init: auto`` becomes the champion here (when it has the same architecture): a
+    retrain after a little new data continues from production's model rather than from
+    scratch. Resolved once, before any stage, so every task trains the same version."""
+    from ganpipe.training.warm_start import start_for_retrain
+
+    start = start_for_retrain(cfg, store)
+    if start == cfg.train.init:
+        return config, cfg
+    config = {**config, "train": {**config.get("train", {}), "init": start}}
+    return config, _validate(config)
 
 
 def _summary(trained: TrainResult, decision: Decision, reported: ReportResult) -> dict[str, Any]:
@@ -151,6 +184,9 @@ def _summary(trained: TrainResult, decision: Decision, reported: ReportResult) -
         "reasons": list(decision.reasons),
         "challenger_metrics": dict(decision.challenger_metrics),
         "champion_metrics": dict(decision.champion_metrics),
+        "space_hash": decision.space_hash,
+        "evaluated_on": decision.dataset_fingerprint,
+        "per_style": dict(decision.per_style),
         "report_uri": reported.uri,
     }
 

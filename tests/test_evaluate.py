@@ -165,11 +165,18 @@ def test_extra_feature_spaces_and_unknown_names(trained):
     )
     assert list(result.spaces) == ["texture", "mean_colour"]
     extra = result.spaces["mean_colour"]["metrics"]
-    assert "style_accuracy" not in extra  # centroids live in the style encoder's space only
-    assert all(math.isfinite(extra[k]) for k in HIGHER_IS_BETTER if k != "style_accuracy")
+    # style accuracy in every space: nearest the mean of its own style's real images there
+    assert 0 <= extra["style_accuracy"] <= 1
+    assert all(math.isfinite(extra[k]) for k in HIGHER_IS_BETTER)
     assert extra["fd"] != result.metrics["fd"]
+    hashes = result.settings["space_hashes"]
+    assert result.settings["space_hash"] == hashes["texture"] != hashes["mean_colour"]
     with pytest.raises(ConfigError, match="unknown feature extractor 'nope'") as err:
         evaluate(cfg, store, features=["nope"])
+    # the pinned space must be one no training touches
+    with pytest.raises(ConfigError, match="learns from each dataset version") as pinned:
+        evaluate(cfg_for(trained, "evaluate.space=contrastive"), store)
+    assert "evaluate.space_options.weights" in pinned.value.fix
     assert "texture (" in err.value.message and "contrastive (" in err.value.message
     assert "evaluate.features" in err.value.message
 

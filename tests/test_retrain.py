@@ -15,6 +15,7 @@ from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
 
 HIGHER = {"fd": False, "coverage": True}
+HIGHER_ACC = {**HIGHER, "style_accuracy": True}
 
 
 def test_first_model_is_promoted_and_a_worse_one_is_kept():
@@ -46,13 +47,55 @@ def test_the_champion_is_what_current_names(tiny_config):
     assert current_model(tiny_config, store) == champion(tiny_config, store)
 
 
+def _evaluation(space_hash="aaa", fingerprint="d1", per_style=None):
+    per_style = per_style or {"a": {"coverage": 0.5, "style_accuracy": 1.0}}
+    return {"model": "m/v", "metrics": {"fd": 1.0},
+            "settings": {"space": "texture", "space_hash": space_hash, "split": "val",
+                         "dataset_fingerprint": fingerprint, "per_style": 8, "seed": 0},
+            "spaces": {"texture": {"per_style": per_style}}}  # fmt: skip
+
+
+def test_a_stored_evaluation_is_reused_only_in_the_same_space_on_the_same_images(tiny_config):
+    from ganpipe.generation.models import ModelRef
+    from ganpipe.stages.gate import keep_evaluation, stored_evaluation
+
+    store = RunStore.from_config(tiny_config)
+    model = ModelRef(store, "models/demo/v-1")
+    kept = _evaluation()
+    keep_evaluation(model, kept)
+    assert stored_evaluation(model, kept["settings"]) == kept
+    for change in ({"space_hash": "bbb"}, {"dataset_fingerprint": "d2"}, {"split": "all"},
+                   {"per_style": 9}, {"seed": 1}):  # fmt: skip
+        assert stored_evaluation(model, {**kept["settings"], **change}) is None, change
+
+
+def test_a_challenger_that_ruins_one_style_is_caught():
+    from ganpipe.stages.gate import judge_per_style, per_style_deltas
+
+    styles = {f"s{i}": {"coverage": 0.5, "style_accuracy": 0.9} for i in range(6)}
+    better = {s: {"coverage": 0.7, "style_accuracy": 0.95} for s in styles}
+    better["s5"] = {"coverage": 0.05, "style_accuracy": 0.2}  # ruined
+    new, old = _evaluation(per_style=better), _evaluation(per_style=styles)
+    deltas = per_style_deltas(new, old, ["coverage", "style_accuracy", "fd"], 0.2, HIGHER_ACC)
+    assert [s for s, rows in deltas.items() if any(r["worse"] for r in rows.values())] == ["s5"]
+    assert deltas["s0"]["coverage"] == {"challenger": 0.7, "champion": 0.5, "delta": 0.2,
+                                        "worse": False}  # fmt: skip
+    pooled = decide("m/v-new", {"fd": 9.0}, "m/v-old", {"fd": 10.0}, ["fd"], 0.05, HIGHER)
+    assert pooled.action == "promoted"
+    judge_per_style(pooled, deltas, enforce=False, tolerance=0.2)
+    assert pooled.action == "promoted" and "s5 (coverage 0.5 -> 0.05" in pooled.reasons[-1]
+    judge_per_style(pooled, deltas, enforce=True, tolerance=0.2)
+    assert pooled.action == "kept" and pooled.per_style == deltas
+
+
 @pytest.mark.slow
 def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_harness):
     from flows.retrain import retrain
 
     data = write_demo_dataset(tmp_path / "data", per_style=10, size=32)
     base = tiny_overrides(tmp_path / "store", **{"dataset.sources": f"[{data}]",
-                                                 "evaluate.per_style": 12})  # fmt: skip
+                                                 "evaluate.per_style": 12,
+                                                 "dataset.val_fraction": 0.3})  # fmt: skip
     cfg = load_config(None, base)
     store = RunStore.from_config(cfg)
 
@@ -70,7 +113,7 @@ def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_har
     for style_dir in extra.iterdir():
         for png in sorted(style_dir.glob("*.png"))[10:]:
             shutil.copy(png, data / style_dir.name / f"new-{png.name}")
-    weak = load_config(None, [*base, "train.steps=2"])
+    weak = load_config(None, [*base, "train.steps=2", "train.init=scratch"])  # no warm start
     decided = retrain(config=weak.model_dump(mode="json"))
     assert decided["dataset_fingerprint"] != first["dataset_fingerprint"]
     assert decided["action"] == "kept" and decided["champion"].endswith(first["model_version"])
@@ -80,6 +123,20 @@ def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_har
         (tmp_path / "store" / "models/demo" / decided["model_version"] / "retrain.json").read_text()
     )
     assert record["action"] == "kept" and record["champion_metrics"]
+    # both were measured on the challenger's data, in the same pinned space, same settings
+    assert record["dataset_fingerprint"] == decided["dataset_fingerprint"]
+    assert record["space"] == "texture" and record["space_hash"]
+    models = tmp_path / "store" / "models/demo"
+    found = {}
+    for version in (first["model_version"], decided["model_version"]):
+        folder = models / version / "evaluations"
+        saved = [json.loads(f.read_text()) for f in folder.iterdir()]
+        on = record["dataset_fingerprint"]
+        (found[version],) = [e for e in saved if e["settings"]["dataset_fingerprint"] == on]
+    a, b = found.values()
+    assert a["settings"] == b["settings"] and a["settings"]["split"] == "val"
+    assert a["settings"]["dataset_fingerprint"] == decided["dataset_fingerprint"]
+    assert set(record["per_style"]) == set(a["spaces"]["texture"]["per_style"])
 
     # The command line records the decision for scripts; this data has a model now.
     from prefect.settings import PREFECT_API_URL
@@ -92,3 +149,15 @@ def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_har
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "s.json").read_text())["action"] == "skipped"
     assert "skipped" in done.stdout
+
+    # More data again: by default the challenger starts from the champion (a warm start)
+    later = write_demo_dataset(tmp_path / "later", per_style=14, size=32)
+    for style_dir in later.iterdir():
+        for png in sorted(style_dir.glob("*.png"))[12:]:  # images not in the collection yet
+            shutil.copy(png, data / style_dir.name / f"more-{png.name}")
+    warm = retrain(config=weak.model_dump(mode="json") | {"train": {
+        **weak.model_dump(mode="json")["train"], "init": "auto"}})  # fmt: skip
+    assert warm["action"] in ("promoted", "kept"), warm
+    trained = json.loads((models / warm["model_version"] / "training.json").read_text())
+    assert trained["init"].startswith(str(tmp_path / "store" / "models/demo" /
+                                          first["model_version"]))  # fmt: skip

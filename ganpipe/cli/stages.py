@@ -81,10 +81,18 @@ def styles(
     result, match = with_progress(body)
     from rich.table import Table
 
-    table = Table("style", "images", title=f"styles of {result.fingerprint} ({result.encoder})")
-    for name, size in zip(result.names, result.sizes):
-        table.add_row(name, str(size))
+    table = Table("style", "id", "images",
+                  title=f"styles of {result.fingerprint} ({result.encoder})")  # fmt: skip
+    for name, style_id, size in zip(result.names, result.ids or result.names, result.sizes):
+        table.add_row(name, style_id, str(size))
     out.print(table)
+    if result.lineage:
+        title = f"against the previous dataset version {result.previous}"
+        lineage = Table("style", "status", "before", "after", "shift", "into", title=title)
+        keys = ("style", "status", "size_before", "size_after", "shift", "into")
+        for row in result.lineage:
+            lineage.add_row(*("-" if row[k] is None else str(row[k]) for k in keys))
+        out.print(lineage)
     for k, v in result.quality.items():
         out.print(f"{k}: {v:.3f}")
     if match is not None:

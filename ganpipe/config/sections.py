@@ -88,6 +88,11 @@ class StyleConfig(Section):
     encoder_options: dict[str, Any] = Field(default_factory=dict)
     exemplars: int = Field(8, ge=1)  # exemplar images kept per style
     seed: int = 0
+    # style id -> the name users see, e.g. {style-3: watercolour}; kept through retrains
+    names: dict[str, str] = Field(default_factory=dict)
+    # clusters keep the previous dataset version's names when their centroid moved less than
+    # this many times the style's own radius; 0 names them afresh (style-0, style-1, ...)
+    match_limit: float = Field(1.0, ge=0)
 
     @field_validator("num_styles")
     @classmethod
@@ -138,6 +143,10 @@ class TrainConfig(Section):
     log_every: int = Field(25, ge=1)  # steps between metric rows
     sample_every: int | None = Field(500, ge=1)  # steps between sample grids; null: end only
     resume: str = "auto"  # auto | never | a checkpoint URI
+    # where the weights start: auto (scratch; champion in the retrain flow) | scratch |
+    # champion | a model version URI (warm start: matched styles keep their rows)
+    init: str = "auto"
+    freeze_d_layers: int = Field(0, ge=0)  # FreezeD: the discriminator's first N layers stay
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     channels_last: bool | Literal["auto"] = "auto"  # auto: on (measured faster on CPU and CUDA)
@@ -224,6 +233,10 @@ class FilterConfig(Section):
 class EvaluateConfig(Section):
     per_style: int = Field(64, ge=2)  # samples generated, and real images drawn, per style
     seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
+    # the pinned feature space of the headline figures and the retrain gate: a style encoder no
+    # training touches (texture: seeded random weights), recorded by content hash
+    space: str = "texture"
+    space_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {weights: path/URI}
     features: list[str] = Field(default_factory=list)  # extra feature spaces: style encoder names
     feature_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
 
@@ -232,6 +245,10 @@ class RetrainConfig(Section):
     # metrics of `ganpipe evaluate` a challenger must not be worse on than the current model
     gate: list[str] = Field(default_factory=lambda: ["fd", "style_accuracy", "coverage"])
     tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
+    # per style too: a challenger worse beyond per_style_tolerance in any one style is kept
+    # (per-style changes are always recorded in retrain.json; this makes them decide)
+    per_style: bool = False
+    per_style_tolerance: float = Field(0.2, ge=0)  # per-style figures rest on fewer images
 
 
 class OrchestrationConfig(Section):

@@ -57,14 +57,19 @@ class Dataset:
         by_id = self.manifest.reset_index().set_index("id")
         return self.manifest.loc[by_id.loc[list(ids), "index"].to_numpy()]
 
-    def sample(self, per_group: int, by: pd.Series, seed: int = 0) -> pd.DataFrame:
+    def sample(self, per_group: int, by: pd.Series, seed: int = 0,
+               rows: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
         """At most ``per_group`` rows of each group of ``by`` (seeded), for statistics that do
-        not need every image."""
-        frame = self.manifest.assign(_group=by.to_numpy())
+        not need every image; from ``rows`` (a part of the manifest, ``by`` aligned with it)
+        or the whole manifest."""
+        rows = self.manifest if rows is None else rows
+        if len(rows) == 0:
+            return rows
+        frame = rows.assign(_group=by.to_numpy())
         picked = frame.groupby("_group", group_keys=False).apply(
             lambda g: g.sample(min(len(g), per_group), random_state=seed), include_groups=False
         )
-        return self.manifest.loc[sorted(picked.index)]
+        return rows.loc[sorted(picked.index)]
 
 
 def latest_fingerprint(store: RunStore, name: str) -> str:

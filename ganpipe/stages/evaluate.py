@@ -9,6 +9,8 @@ retrain can compare a challenger with the champion on ``metrics`` and ``HIGHER_I
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -16,11 +18,12 @@ import numpy as np
 import torch
 
 from ganpipe.config import Config, EvaluateConfig
+from ganpipe.contracts import TrainableStyleEncoder, supports
 from ganpipe.data.dataset import Dataset, load_dataset, to_pixels
 from ganpipe.errors import ConfigError
 from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.generation.render import latent
-from ganpipe.progress import step
+from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
 from ganpipe.stats import metrics as m
@@ -65,36 +68,52 @@ def evaluate(
     model: ModelRef | None = None,
     registry: Registry | None = None,
     features: list[str] | None = None,
+    against: str | None = None,
+    write: bool = True,
 ) -> EvaluationResult:
     """Measure the current (or given) model; ``features`` replaces ``evaluate.features``.
-    Writes ``evaluation.json`` beside the model's weights."""
+
+    ``against`` names the dataset version whose *held-out* images are the reference, per style
+    of that version's style table (styles matched by id): the retrain gate passes the
+    challenger's, so champion and challenger are measured on the same images and the same
+    seeds, and a style the model lacks is left out (and listed). By default the reference is
+    every image of the model's own dataset. ``write``: also write ``evaluation.json`` beside
+    the model's weights."""
     registry = registry or load_registry(config)
     e = config.evaluate
     extra = _check_names(registry, e.features if features is None else features)
     model = model or current_model(config, store)
     generator, meta = load_network(model.store, model.folder, "generator", registry)
-    table = StyleTable.from_json(meta["styles"])
-    spaces = _feature_spaces(table, extra, e.feature_options)
-    dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
-    images = _Images.draw(config, store, model, dataset, table, generator)
-    found = {
-        name: _measure(registry, dataset, name, options, table, images, config)
-        for name, options in spaces.items()
-    }
-    result = _result(model, meta, table, found, images, dataset.fingerprint, e)
-    model.store.write_json(model.files.evaluation, result.to_dict())
+    model_table = StyleTable.from_json(meta["styles"])
+    dataset = load_dataset(store, config.dataset.name, against or meta["dataset_fingerprint"])
+    table = model_table
+    if against is not None:
+        table, _ = load_styles(store, against, model_table.encoder)
+    spaces = _feature_spaces(e.space, e.space_options, extra, e.feature_options)
+    images = _Images.draw(config, store, model, dataset, table, model_table, generator,
+                          held_out=against is not None)  # fmt: skip
+    found, hashes = {}, {}
+    for name, options in spaces.items():
+        found[name], hashes[name] = _measure(registry, dataset, name, options, table, images,
+                                             config)  # fmt: skip
+    result = _result(model, meta, found, hashes, images, dataset.fingerprint, e)
+    if write:
+        model.store.write_json(model.files.evaluation, result.to_dict())
     return result
 
 
 @dataclass
 class _Images:
     """What every feature space compares: real images and samples (8-bit pixels), with the
-    style index of each."""
+    style index of each (in the evaluation's style table)."""
 
     real: np.ndarray
     real_styles: torch.Tensor
     fake: np.ndarray
     fake_styles: torch.Tensor
+    styles: list[int]  # indices of the evaluated styles in the table
+    split: str  # the reference images: "all" of the dataset, or its held-out "val" split
+    missing: list[str]  # styles of the table the model does not have
 
     @property
     def smallest(self) -> int:
@@ -102,57 +121,105 @@ class _Images:
 
     @classmethod
     def draw(cls, config: Config, store: RunStore, model: ModelRef, dataset: Dataset,
-             table: StyleTable, generator: torch.nn.Module) -> _Images:  # fmt: skip
-        """Real images: a seeded sample of each style of the dataset the model was trained on.
-        Samples: ``per_style`` of each style, seeds ``seed + i``, as the 8-bit images a user
-        gets. Too few of either for the neighbourhood metrics is a config error."""
+             table: StyleTable, model_table: StyleTable, generator: torch.nn.Module,
+             held_out: bool) -> _Images:  # fmt: skip
+        """Real images: a seeded sample of each style (of the held-out split when
+        ``held_out``). Samples: ``per_style`` of each style the model has, seeds ``seed + i``,
+        as the 8-bit images a user gets. Too few of either is a config error."""
         e = config.evaluate
         current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
-        check_same_styles(current, table, model.uri)
+        if table is model_table:
+            check_same_styles(current, table, model.uri)
+        shared = [i for i, sid in enumerate(table.ids) if sid in model_table.ids]
         style_of = dict(zip(assignments["id"], assignments["style"]))
-        real_rows = dataset.sample(e.per_style, dataset.manifest["id"].map(style_of), seed=e.seed)
-        real_styles = torch.tensor([table.index(style_of[i]) for i in real_rows["id"]])
-        fake_styles = torch.arange(len(table.names)).repeat_interleave(e.per_style)
-        seeds = [e.seed + i for i in range(e.per_style)] * len(table.names)
+        manifest = dataset.manifest
+        if held_out and (manifest["split"] == "val").sum() > DC_K:
+            manifest = manifest[manifest["split"] == "val"]
+        elif held_out:  # still the same images for every model compared, but seen in training
+            log.warning("dataset %s holds %d held-out images, too few to measure on: the gate "
+                        "measures on all of its images (raise dataset.val_fraction)",
+                        dataset.fingerprint, int((manifest["split"] == "val").sum()))  # fmt: skip
+            held_out = False
+        labels = manifest["id"].map(style_of)
+        manifest = manifest[labels.isin([table.names[i] for i in shared]).to_numpy()]
+        real_rows = dataset.sample(e.per_style, manifest["id"].map(style_of), e.seed, manifest)
+        real_styles = torch.tensor([table.index(style_of[i]) for i in real_rows["id"]],
+                                   dtype=torch.long)  # fmt: skip
+        fake_styles = torch.tensor(shared, dtype=torch.long).repeat_interleave(e.per_style)
+        model_styles = torch.tensor([model_table.ids.index(table.ids[i]) for i in shared],
+                                    dtype=torch.long).repeat_interleave(e.per_style)  # fmt: skip
+        seeds = [e.seed + i for i in range(e.per_style)] * len(shared)
         images = cls(
-            dataset.load_pixels(real_rows),
+            dataset.load_pixels(real_rows) if len(real_rows) else np.zeros((0, 1, 1, 3), np.uint8),
             real_styles,
-            _render(generator, fake_styles, seeds, config.generate.batch_size),
+            _render(generator, model_styles, seeds, config.generate.batch_size),
             fake_styles,
+            shared,
+            "val" if held_out else "all",
+            [table.ids[i] for i in range(len(table.ids)) if i not in shared],
         )
         if images.smallest <= DC_K:
             raise ConfigError(
-                f"too few images to evaluate: {len(images.real)} real and {len(images.fake)} "
-                f"generated, and the neighbourhood metrics need more than {DC_K} of each",
+                f"too few images to evaluate: {len(images.real)} real "
+                f"({'held-out ' if held_out else ''}images of dataset {dataset.fingerprint}) and "
+                f"{len(images.fake)} generated, and the neighbourhood metrics need more than "
+                f"{DC_K} of each",
                 where="evaluate.per_style",
-                fix="raise evaluate.per_style, or add images to the dataset",
+                fix="raise evaluate.per_style, or add images to the dataset"
+                + (" (or raise dataset.val_fraction)" if held_out else ""),
             )
         return images
 
 
 def _measure(registry: Registry, dataset: Dataset, name: str, options: dict,
-             table: StyleTable, images: _Images, config: Config) -> dict:  # fmt: skip
-    """The metrics in one feature space; style accuracy only in the style table's own."""
-    primary = name == table.encoder
-    encoder = _encoder(registry, dataset, name, options, config.dataset.image_size, primary)
+             table: StyleTable, images: _Images, config: Config) -> tuple[dict, str]:  # fmt: skip
+    """The metrics in one feature space, and the space's content hash."""
+    encoder = _encoder(
+        registry,
+        dataset,
+        name,
+        options,
+        config.dataset.image_size,
+        pinned=name == config.evaluate.space,
+    )
     with step(f"evaluate in {name} features", total=2) as advance:
         real_e = _embed(registry, encoder, name, images.real)
         advance(1)
         fake_e = _embed(registry, encoder, name, images.fake)
         found = _space_metrics(real_e, images.real_styles, fake_e, images.fake_styles,
-                               table.names, table.centroids if primary else None,
+                               {i: table.names[i] for i in images.styles},
+                               _centroids(real_e, images.real_styles, len(table.names)),
                                config.evaluate.seed)  # fmt: skip
         advance(1)
-    return found
+    return found, space_hash(name, options, encoder)
 
 
-def _result(model: ModelRef, meta: dict, table: StyleTable, found: dict[str, dict],
+def _centroids(real: torch.Tensor, styles: torch.Tensor, count: int) -> torch.Tensor:
+    """Each style's mean reference image in this space (where style accuracy asks "nearest
+    its own style?"); a style with no reference images is put out of reach."""
+    out = torch.full((count, real.shape[1]), 1e12)
+    for s in styles.unique():
+        out[s] = real[styles == s].mean(0)
+    return out
+
+
+def space_hash(name: str, options: dict, encoder: torch.nn.Module) -> str:
+    """What pins a feature space: its name, options and every weight, hashed, so figures
+    measured in two spaces are never compared as if they were one."""
+    digest = hashlib.sha256(json.dumps([name, options], sort_keys=True, default=str).encode())
+    for key, tensor in sorted(encoder.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _result(model: ModelRef, meta: dict, found: dict[str, dict], hashes: dict[str, str],
             images: _Images, fingerprint: str, e: EvaluateConfig) -> EvaluationResult:  # fmt: skip
-    primary = found[table.encoder]["metrics"]
+    primary = found[e.space]["metrics"]
     return EvaluationResult(
         model=f"{meta['model']}/{meta['version']}",
         uri=model.store.uri(model.files.evaluation),
-        features=table.encoder,
+        features=e.space,
         metrics={k: primary[k] for k in HIGHER_IS_BETTER},
         spaces=found,
         samples=len(images.fake),
@@ -161,6 +228,11 @@ def _result(model: ModelRef, meta: dict, table: StyleTable, found: dict[str, dic
             "per_style": e.per_style,
             "seed": e.seed,
             "features": list(found),
+            "space": e.space,
+            "space_hash": hashes[e.space],
+            "space_hashes": hashes,
+            "split": images.split,
+            "missing_styles": images.missing,
             "precision_recall_k": PR_K,
             "density_coverage_k": DC_K,
             "kid_subsets": KID_SUBSETS,
@@ -186,10 +258,11 @@ def _check_names(registry: Registry, names: list[str]) -> list[str]:
     return names
 
 
-def _feature_spaces(table: StyleTable, names: list[str], options: dict[str, dict]) -> dict:
-    """The style table's encoder first (with the options it was built with), then each extra
-    name once, with its ``evaluate.feature_options``."""
-    spaces = {table.encoder: table.encoder_options}
+def _feature_spaces(space: str, space_options: dict, names: list[str],
+                    options: dict[str, dict]) -> dict:  # fmt: skip
+    """The pinned space first (``evaluate.space``), then each extra name once, with its
+    ``evaluate.feature_options``."""
+    spaces = {space: space_options}
     for name in names:
         spaces.setdefault(name, options.get(name, {}))
     stray = sorted(set(options) - set(spaces))
@@ -202,18 +275,29 @@ def _feature_spaces(table: StyleTable, names: list[str], options: dict[str, dict
     return spaces
 
 
-def _encoder(
-    registry, dataset: Dataset, name: str, options: dict, image_size: int, primary: bool
-) -> torch.nn.Module:
-    """The primary encoder is the style table's own; an extra one that learns from the data is
-    fitted once per dataset version (seeded) and kept beside the styles, as ``ganpipe styles``
-    would."""
+def _encoder(registry, dataset: Dataset, name: str, options: dict, image_size: int,
+             pinned: bool) -> torch.nn.Module:  # fmt: skip
+    """The pinned space (``evaluate.space``) must be one no training touches: an encoder that
+    learns from the data needs fixed weights (``weights``), or figures for two dataset versions
+    would be measured in two different spaces. An extra space that learns is fitted once per
+    dataset version (seeded) and kept beside the styles, as ``ganpipe styles`` would."""
+    where = "evaluate.space_options" if pinned else f"evaluate.feature_options.{name}"
+    probe = registry.create("style_encoder", name, config_key=where, image_size=image_size,
+                            **options)  # fmt: skip
+    if pinned and supports(probe, TrainableStyleEncoder) and not options.get("weights"):
+        raise ConfigError(
+            f"evaluate.space {name!r} learns from each dataset version, so its figures for two "
+            "versions would not compare",
+            where="evaluate.space",
+            fix=f"pin it with {where}.weights (a .safetensors of its weights, a local path or "
+            "store URI), or use the texture space",
+        )
     try:
-        return encoder_for(registry, dataset, name, options, image_size, fit_if_missing=not primary)
+        return encoder_for(registry, dataset, name, options, image_size, fit_if_missing=not pinned)
     except ConfigError as exc:
-        if primary or exc.where != "style.encoder_options":
+        if exc.where != "style.encoder_options":
             raise
-        raise ConfigError(exc.what, where=f"evaluate.feature_options.{name}", fix=exc.fix) from None
+        raise ConfigError(exc.what, where=where, fix=exc.fix) from None
 
 
 def _embed(registry: Registry, encoder, name: str, pixels: np.ndarray) -> torch.Tensor:
@@ -253,10 +337,11 @@ def _space_metrics(
     real_styles,
     fake,
     fake_styles,
-    names: list[str],
-    centroids: torch.Tensor | None,
+    names: dict[int, str],
+    centroids: torch.Tensor,
     seed: int,
 ) -> dict:
+    """Pooled figures, then per style (``names``: index -> name of each evaluated style)."""
     kid_mean, kid_std = m.kid(
         real, fake, KID_SUBSETS, _kid_subset_size(min(len(real), len(fake))), seed=seed
     )
@@ -278,13 +363,12 @@ def _space_metrics(
     }
     per_style = {
         name: {"coverage": coverage_by.get(i, 0.0), "diversity_ratio": diversity_by.get(i)}
-        for i, name in enumerate(names)
+        for i, name in names.items()
     }
-    if centroids is not None:  # the style table's centroids live in its own encoder's space
-        figures["style_accuracy"] = m.style_accuracy(fake, fake_styles, centroids)
-        for i, name in enumerate(names):
-            mine = fake_styles == i
-            per_style[name]["style_accuracy"] = m.style_accuracy(
-                fake[mine], fake_styles[mine], centroids
-            )
+    figures["style_accuracy"] = m.style_accuracy(fake, fake_styles, centroids)
+    for i, name in names.items():
+        mine = fake_styles == i
+        per_style[name]["style_accuracy"] = m.style_accuracy(
+            fake[mine], fake_styles[mine], centroids
+        )
     return {"metrics": figures, "per_style": per_style}

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ganpipe.config import Config
 from ganpipe.errors import ConfigError
 from ganpipe.generation.models import ModelRef
+from ganpipe.hashing import stable_hash
 from ganpipe.store import RunStore, layout
 
 
@@ -26,6 +26,15 @@ class Decision:
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.0
+    # what both were measured on: the feature space (by content hash), the dataset version
+    # whose held-out images were the reference, and the styles the champion lacks
+    space: str | None = None
+    space_hash: str | None = None
+    dataset_fingerprint: str | None = None
+    split: str | None = None
+    missing_styles: list[str] = field(default_factory=list)
+    # style -> metric -> {challenger, champion, delta, worse}: the styles both models have
+    per_style: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,19 +57,54 @@ def trained_version_for(store: RunStore, model_name: str, fingerprint: str) -> s
     return None
 
 
-def stored_metrics(model: ModelRef, config: Config) -> dict[str, float] | None:
-    """A model's metrics from its ``evaluation.json``, if it was evaluated with these
-    settings (otherwise the numbers are not comparable and it is evaluated again)."""
-    rel = model.files.evaluation
+# What makes two evaluations comparable: measured in the same space (by content hash), on the
+# same reference images (dataset version and split), with the same samples.
+COMPARABLE = ("space_hash", "dataset_fingerprint", "split", "per_style", "seed")
+
+
+def evaluation_key(settings: dict) -> str:
+    return stable_hash({k: settings.get(k) for k in COMPARABLE}, length=16)
+
+
+def stored_evaluation(model: ModelRef, settings: dict) -> dict | None:
+    """The model's gate evaluation made with these very settings, if it was made before
+    (a rerun of the gate, or a second challenger on the same data); otherwise None, and it is
+    evaluated again: figures from another space or other images never stand in."""
+    rel = model.files.gate_evaluation(evaluation_key(settings))
     if not model.store.exists(rel):
         return None
     found = model.store.read_json(rel)
-    e = config.evaluate
-    same = (
-        found.get("settings", {}).get("per_style") == e.per_style
-        and found.get("settings", {}).get("seed") == e.seed
+    same = all(found.get("settings", {}).get(k) == settings.get(k) for k in COMPARABLE)
+    return found if same else None
+
+
+def keep_evaluation(model: ModelRef, evaluation: dict) -> None:
+    model.store.write_json(
+        model.files.gate_evaluation(evaluation_key(evaluation["settings"])), evaluation
     )
-    return dict(found["metrics"]) if same else None
+
+
+def per_style_deltas(challenger: dict, champion: dict, gate: list[str], tolerance: float,
+                     higher_is_better: dict[str, bool]) -> dict[str, dict]:  # fmt: skip
+    """For each style both evaluations have (in the pinned space), each gated metric that is
+    measured per style: both values, the change, and whether it is worse beyond ``tolerance``
+    (relative, as the pooled gate)."""
+    space = challenger["settings"]["space"]
+    new = challenger["spaces"][space]["per_style"]
+    old = champion["spaces"][space]["per_style"]
+    out: dict[str, dict] = {}
+    for style in [s for s in new if s in old]:
+        rows = {}
+        for metric in gate:
+            a, b = new[style].get(metric), old[style].get(metric)
+            if a is None or b is None:
+                continue
+            slack = tolerance * max(abs(b), 1e-6)
+            worse = a < b - slack if higher_is_better[metric] else a > b + slack
+            rows[metric] = {"challenger": a, "champion": b, "delta": round(a - b, 6),
+                            "worse": bool(worse)}  # fmt: skip
+        out[style] = rows
+    return out
 
 
 def decide(
@@ -103,6 +147,23 @@ def decide(
         if worse:
             decision.action = "kept"
     return decision
+
+
+def judge_per_style(decision: Decision, deltas: dict[str, dict], enforce: bool,
+                    tolerance: float) -> None:  # fmt: skip
+    """Record the per-style changes; with ``enforce`` (``retrain.per_style``), a challenger
+    that ruins one style is kept even when its pooled figures improved."""
+    decision.per_style = deltas
+    worse = [(s, m) for s, rows in deltas.items() for m, r in rows.items() if r["worse"]]
+    if not worse:
+        return
+    listed = ", ".join(f"{s} ({m} {deltas[s][m]['champion']:.3g} -> "
+                       f"{deltas[s][m]['challenger']:.3g})" for s, m in worse)  # fmt: skip
+    if enforce and decision.champion is not None:
+        decision.action = "kept"
+        decision.reasons.append(f"worse beyond {tolerance:.0%} in a style: {listed}")
+    else:
+        decision.reasons.append(f"per style, worse beyond {tolerance:.0%} (not gated): {listed}")
 
 
 def record(store: RunStore, model_folder: str, decision: Decision) -> str:

@@ -38,6 +38,7 @@ from ganpipe.hashing import stable_hash
 from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.store import RunStore, StoreUnavailable, is_transient, layout
+from ganpipe.store.errors import StoreDataError
 from ganpipe.store.shards import ShardCache
 
 
@@ -103,8 +104,23 @@ def ingest(config: Config, store: RunStore, registry: Registry | None = None) ->
         result = _unchanged(config, store, items, hits)
         if result is None:
             result = _write_version(config, store, items, hits, pool, settings_key)
-    store.write_json(layout.dataset_latest(d.name), {"fingerprint": result.fingerprint})
+    store.write_json(layout.dataset_latest(d.name), _pointer(store, d.name, result.fingerprint))
     return result
+
+
+def _pointer(store: RunStore, name: str, fingerprint: str) -> dict:
+    """``latest.json``: the newest version, and every version that was newest before it, in
+    order (the styles stage follows this history to keep style names across versions)."""
+    history: list[str] = []
+    pointer = layout.dataset_latest(name)
+    try:
+        found = store.read_json(pointer) if store.exists(pointer) else {}
+        history = [str(f) for f in found.get("history", [found["fingerprint"]])] if found else []
+    except (StoreDataError, KeyError, TypeError, AttributeError):
+        history = []  # a damaged pointer: this version starts the history again
+    if not history or history[-1] != fingerprint:
+        history.append(fingerprint)
+    return {"fingerprint": fingerprint, "history": history}
 
 
 def _identified(items: list[SourceItem], pool: Executor, max_bytes: int) -> list[SourceItem]:

@@ -23,6 +23,7 @@ from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
+from ganpipe.stages.style_lineage import Matched, Previous, log_lineage, match, place_previous
 from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.store import RunStore, layout, read_uri
 
@@ -35,10 +36,32 @@ class StyleTable:
     exemplars: list[list[str]]  # dataset image ids nearest each centroid
     encoder: str
     encoder_options: dict
+    # stable ids (style-N, or the labels) that survive retrains; ``names`` are what users see
+    # (``style.names`` renames an id). None: the same as ``names`` (tables from before ids)
+    ids: list[str] | None = None
+    retired: dict[str, dict] = field(default_factory=dict)  # id -> {"name", "nearest": id}
+    source: str = "clusters"
+
+    def __post_init__(self) -> None:
+        if self.ids is None:
+            self.ids = list(self.names)
 
     def index(self, name: str | int) -> int:
         if name in self.names:  # names first: a style may well be called "3"
             return self.names.index(name)
+        if name in self.ids:
+            return self.ids.index(name)
+        gone = [i for i, r in self.retired.items() if name in (i, r.get("name"))]
+        if gone:
+            nearest = self.retired[gone[0]].get("nearest")
+            shown = self.names[self.ids.index(nearest)] if nearest in self.ids else nearest
+            raise ConfigError(
+                f"style {name!r} no longer exists: it vanished or merged when the styles were "
+                f"found again on newer data; the nearest surviving style is {shown!r}",
+                where="--style",
+                fix=f"ask for {shown!r} (or another of: {', '.join(self.names)}); "
+                "'ganpipe styles' prints the lineage table",
+            )
         if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
             i = int(name)
             if 0 <= i < len(self.names):
@@ -57,6 +80,9 @@ class StyleTable:
             "exemplars": self.exemplars,
             "encoder": self.encoder,
             "encoder_options": self.encoder_options,
+            "ids": self.ids,
+            "retired": self.retired,
+            "source": self.source,
         }
 
     @classmethod
@@ -68,6 +94,9 @@ class StyleTable:
             data["exemplars"],
             data["encoder"],
             data["encoder_options"],
+            data.get("ids"),
+            dict(data.get("retired", {})),
+            data.get("source", "clusters"),
         )
 
 
@@ -80,6 +109,9 @@ class StylesResult:
     sizes: list[int]
     quality: dict[str, float] = field(default_factory=dict)
     reused: bool = False
+    ids: list[str] = field(default_factory=list)
+    previous: str | None = None  # the dataset version whose style names carried over
+    lineage: list[dict] = field(default_factory=list)  # LineageRow dicts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,16 +216,72 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
     if previous is not None:
         log.info("styles of %s with %s are up to date", dataset.fingerprint, s.encoder)
         return previous
-    embeddings = _embed_all(config, registry, dataset)
-    assignment, names, quality = _assign(dataset, embeddings, s)
-    table = _table(dataset, embeddings, assignment, names, s)
+    encoder, embeddings = _embed_all(config, registry, dataset)
+    assignment, ids, quality = _assign(dataset, embeddings, s)
+    matched = None
+    if s.source == "clusters":
+        previous = _previous(store, dataset, s, encoder)
+        assignment, matched = _identify(embeddings, assignment, previous, s.match_limit)
+        ids = matched.ids
+        if previous is not None:
+            log_lineage(matched.lineage, previous.fingerprint)
+    table = _table(dataset, embeddings, assignment, ids, s, matched)
     result = StylesResult(
-        dataset.fingerprint, s.encoder, store.uri(out), table.names, table.sizes, quality
-    )
+        dataset.fingerprint, s.encoder, store.uri(out), table.names, table.sizes, quality,
+        ids=list(table.ids),
+    )  # fmt: skip
+    if matched is not None and previous is not None:
+        result.previous = previous.fingerprint
+        result.lineage = [r.to_dict() for r in matched.lineage]
     # Write, the style table last.
     _write(store, out, dataset, embeddings, assignment, table, config)
+    if result.previous is not None:
+        store.write_json(layout.StyleFiles(out).lineage,
+                         {"previous": result.previous, "rows": result.lineage})  # fmt: skip
     _write_table(store, out, table, result, settings_hash)
     return result
+
+
+def _previous(store: RunStore, dataset: Dataset, s, encoder) -> Previous | None:
+    """The styles of the newest earlier version of this dataset (by ``latest.json``'s history)
+    that found its styles by clustering with this encoder, placed in this encoder's space."""
+    if s.match_limit == 0:
+        return None
+    pointer = store.read_json(layout.dataset_latest(dataset.name))
+    history = [str(f) for f in pointer.get("history", [])]
+    if dataset.fingerprint in history:
+        history = history[: len(history) - 1 - history[::-1].index(dataset.fingerprint)]
+    for fingerprint in reversed(history):
+        files = layout.StyleFiles(layout.styles_dir(fingerprint, s.encoder))
+        if fingerprint == dataset.fingerprint or not store.exists(files.table_json):
+            continue
+        table, assignments = load_styles(store, fingerprint, s.encoder)
+        if table.source != "clusters":
+            continue
+        old = load_dataset(store, dataset.name, fingerprint)
+        return place_previous(fingerprint, table, assignments, old, encoder, embed)
+    return None
+
+
+def _identify(embeddings: torch.Tensor, assignment: np.ndarray, previous: Previous | None,
+              limit: float) -> tuple[np.ndarray, Matched]:  # fmt: skip
+    """Stable ids for the clusters, and the clusters renumbered in the order of their ids
+    (``style-0``, ``style-1``, ... then any new ones), so indices stay meaningful too."""
+    k = int(assignment.max()) + 1
+    centroids = torch.stack([embeddings[torch.from_numpy(assignment == i)].mean(0)
+                             for i in range(k)])  # fmt: skip
+    sizes = [int((assignment == i).sum()) for i in range(k)]
+    matched = match(previous, centroids, sizes, limit)
+    order = sorted(range(k), key=lambda i: _id_key(matched.ids[i]))
+    renumber = np.empty(k, dtype=np.int64)
+    renumber[order] = np.arange(k)
+    matched.ids = [matched.ids[i] for i in order]
+    return renumber[assignment], matched
+
+
+def _id_key(style_id: str) -> tuple[int, str]:
+    number = style_id.removeprefix("style-")
+    return (int(number), "") if number.isdigit() else (1 << 30, style_id)
 
 
 def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult | None:
@@ -207,9 +295,10 @@ def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult |
     return StylesResult(**{**previous["result"], "reused": True})
 
 
-def _embed_all(config: Config, registry: Registry, dataset: Dataset) -> torch.Tensor:
-    """Every image's embedding (fitting a learning encoder first); a plugin encoder that fails
-    on the images or returns the wrong shape is named."""
+def _embed_all(config: Config, registry: Registry,
+               dataset: Dataset) -> tuple[torch.nn.Module, torch.Tensor]:  # fmt: skip
+    """The encoder and every image's embedding (fitting a learning encoder first); a plugin
+    encoder that fails on the images or returns the wrong shape is named."""
     s = config.style
     encoder = encoder_for(registry, dataset, s.encoder, s.encoder_options,
                           config.dataset.image_size, fit_if_missing=True)  # fmt: skip
@@ -225,7 +314,7 @@ def _embed_all(config: Config, registry: Registry, dataset: Dataset) -> torch.Te
     if embeddings.ndim != 2 or embeddings.shape[0] != n:
         raise registry.fault("style_encoder", s.encoder, f"returned shape "
                              f"{tuple(embeddings.shape)}, expected ({n}, D)")  # fmt: skip
-    return embeddings
+    return encoder, embeddings
 
 
 def _assign(
@@ -291,9 +380,38 @@ def _from_clusters(embeddings: torch.Tensor, s) -> tuple[np.ndarray, list[str], 
     return labels.numpy(), [f"style-{i}" for i in range(k)], quality
 
 
-def _table(dataset: Dataset, embeddings, assignment, names, s) -> StyleTable:
+def display_names(ids: list[str], renames: dict[str, str], retired: dict) -> list[str]:
+    """What users see for each style id: ``style.names`` renames some. A key naming no style
+    is an error (a misspelt id would otherwise be ignored); one naming a style that has since
+    vanished is only logged, so a scheduled retrain does not fail over it."""
+    unknown = [k for k in renames if k not in ids and k not in retired]
+    if unknown:
+        raise ConfigError(
+            f"style.names renames styles that do not exist: {', '.join(map(repr, unknown))}",
+            where="style.names",
+            fix=f"use ids of this dataset's styles: {', '.join(ids)}",
+        )
+    gone = [k for k in renames if k in retired]
+    if gone:
+        log.info("style.names: %s no longer exist (see the lineage table)", ", ".join(gone))
+    names = [str(renames.get(i, i)) for i in ids]
+    clash = sorted({n for n in names if names.count(n) > 1}
+                   | {n for i, n in zip(ids, names) if n != i and n in ids})  # fmt: skip
+    if clash:
+        raise ConfigError(
+            f"style.names gives two styles the same name: {', '.join(map(repr, clash))}",
+            where="style.names",
+            fix="give every style a name of its own, different from every other style's id",
+        )
+    return names
+
+
+def _table(dataset: Dataset, embeddings, assignment, ids, s,
+           matched: Matched | None = None) -> StyleTable:  # fmt: skip
+    retired = matched.retired if matched is not None else {}
+    names = display_names(list(ids), dict(s.names), retired)
     centroids, sizes, exemplars = [], [], []
-    ids = dataset.manifest["id"].to_numpy()
+    image_ids = dataset.manifest["id"].to_numpy()
     for i in range(len(names)):
         members = np.flatnonzero(assignment == i)
         if len(members) == 0:
@@ -303,10 +421,9 @@ def _table(dataset: Dataset, embeddings, assignment, names, s) -> StyleTable:
         nearest = members[dist.argsort()[: s.exemplars].numpy()]
         centroids.append(centroid)
         sizes.append(len(members))
-        exemplars.append([str(x) for x in ids[nearest]])
-    return StyleTable(
-        names, sizes, torch.stack(centroids), exemplars, s.encoder, dict(s.encoder_options)
-    )
+        exemplars.append([str(x) for x in image_ids[nearest]])
+    return StyleTable(names, sizes, torch.stack(centroids), exemplars, s.encoder,
+                      dict(s.encoder_options), list(ids), dict(retired), s.source)  # fmt: skip
 
 
 def _write(store, out, dataset, embeddings, assignment, table, config) -> None:

@@ -102,6 +102,7 @@ class StyleFiles:
     embeddings = _file("embeddings.parquet")
     assignments = _file("assignments.parquet")  # image id -> style name
     exemplars = _file("exemplars.png")  # one row of real images per style
+    lineage = _file("lineage.json")  # styles kept, new, merged, vanished against the previous
     encoder_meta = _file("encoder.json")  # a fitted encoder's constructor arguments
     encoder_weights = _file("encoder.safetensors")
     config = _file("config.yaml")
@@ -125,6 +126,10 @@ class ModelFiles:
     retrain = _file("retrain.json")  # the champion/challenger decision
     report = _file("report.html")
     tensorboard = _file("tensorboard")
+
+    def gate_evaluation(self, key: str) -> str:
+        """An evaluation made for the retrain gate, by what makes it comparable (its key)."""
+        return _inside(self.folder, f"evaluations/{key}.json")
 
     def network(self, name: str, suffix: str = "safetensors") -> str:
         """An exported network: ``generator``/``discriminator`` with ``.safetensors``/``.json``."""

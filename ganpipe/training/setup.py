@@ -21,6 +21,7 @@ from ganpipe.training.components import build_networks, build_objective, styles_
 from ganpipe.training.distributed import join, local_device
 from ganpipe.training.mixed_precision import resolve_precision
 from ganpipe.training.trainer import Placement, Trainer
+from ganpipe.training.warm_start import InitSource, freeze_early_layers, warm_start
 
 
 @dataclass
@@ -76,9 +77,11 @@ def build_trainer(
     data: TrainingData,
     version: str,
     files: layout.ModelFiles,
+    start: InitSource | None = None,
 ) -> Trainer:
-    """A trainer ready to ``fit``: networks built from the seed, components bound, and the
-    checkpoint ``train.resume`` names (if any) restored."""
+    """A trainer ready to ``fit``: networks built from the seed (or warm-started from the
+    model ``start`` names), components bound, and the checkpoint ``train.resume`` names (if
+    any) restored."""
     t = config.train
     device = local_device(pick_device(t.device))
     precision = resolve_precision(t.precision, t.channels_last, device)
@@ -86,6 +89,9 @@ def build_trainer(
     reals = data.images(t)
     torch.manual_seed(t.seed)  # the initial weights
     nets = build_networks(config, registry, len(data.table.names), precision, device)
+    if start is not None and not start.is_scratch:
+        warm_start(nets, start, data.table, config, registry)
+    freeze_early_layers(nets.D, t.freeze_d_layers)
     size = config.dataset.image_size
     objective = build_objective(
         config, registry, lambda: styles_context(registry, data.dataset, data.table, size, device)

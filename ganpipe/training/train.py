@@ -23,6 +23,7 @@ from ganpipe.training.components import TrainingContext
 from ganpipe.training.setup import build_trainer, load_training_data, pick_device
 from ganpipe.training.steps import NonFiniteLoss
 from ganpipe.training.trainer import RunOutcome, TrainState
+from ganpipe.training.warm_start import resolve_init
 
 __all__ = [
     "NonFiniteLoss",
@@ -45,6 +46,7 @@ _NOT_IN_VERSION = (
     "sample_every",
     "channels_last",
     "tensorboard",
+    "init",  # enters as the resolved start (which model, which weights), not as written
 )
 
 
@@ -59,24 +61,28 @@ class TrainResult:
     images_per_second: float
     final_metrics: dict[str, float] = field(default_factory=dict)
     reused: bool = False
+    init: str = "scratch"  # where the weights started (warm_start.InitSource.identity)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def model_version(config: Config, dataset_fp: str, styles_hash: str) -> str:
+def model_version(config: Config, dataset_fp: str, styles_hash: str,
+                  init: str = "scratch") -> str:  # fmt: skip
+    """``init``: the resolved start (``warm_start.resolve_init``); a scratch start adds
+    nothing, so versions trained from scratch keep the names they always had."""
     train = config.train.model_dump(mode="json", exclude=set(_NOT_IN_VERSION))
     model = config.model.model_dump(mode="json", exclude={"name"})
-    return "v-" + stable_hash(
-        {
-            "dataset": dataset_fp,
-            "styles": styles_hash,
-            "model": model,
-            "train": train,
-            "image_size": config.dataset.image_size,
-        },
-        length=12,
-    )
+    identity = {
+        "dataset": dataset_fp,
+        "styles": styles_hash,
+        "model": model,
+        "train": train,
+        "image_size": config.dataset.image_size,
+    }
+    if init != "scratch":
+        identity["init"] = init
+    return "v-" + stable_hash(identity, length=12)
 
 
 def planned_version(config: Config, store: RunStore, fingerprint: str) -> str | None:
@@ -86,13 +92,15 @@ def planned_version(config: Config, store: RunStore, fingerprint: str) -> str | 
         table, _ = load_styles(store, fingerprint, config.style.encoder)
     except StoreError:
         return None
-    return model_version(config, fingerprint, stable_hash(table.to_json()))
+    return model_version(config, fingerprint, stable_hash(table.to_json()),
+                         resolve_init(config, store).identity)  # fmt: skip
 
 
 def train(config: Config, store: RunStore, registry: Registry | None = None) -> TrainResult:
     registry = registry or load_registry(config)
     data = load_training_data(config, store)
-    version = model_version(config, data.dataset.fingerprint, data.styles_hash)
+    start = resolve_init(config, store)
+    version = model_version(config, data.dataset.fingerprint, data.styles_hash, start.identity)
     files = layout.ModelFiles(layout.model_dir(config.model_name, version))
     identity = dict(model=config.model_name, version=version, uri=store.uri(files.folder))
     if store.exists(files.training):
@@ -101,9 +109,10 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             log.info("model %s/%s is already trained", config.model_name, version)
             return TrainResult(**{**done, **identity, "reused": True})
 
-    trainer = build_trainer(config, store, registry, data, version, files)
+    trainer = build_trainer(config, store, registry, data, version, files, start)
     outcome = trainer.fit()
     result = _result(identity, outcome, trainer, config.train.steps)
+    result.init = start.identity
     if trainer.world.is_main:  # only rank 0 writes; the others hold the same weights
         trainer.export(outcome.steps_done)
         if not outcome.stopped_by_time:
