@@ -87,6 +87,10 @@ def plot(curves: dict[str, list], target: float, path: Path) -> None:
 
     draw.line([at(0, 0), at(x_max, 0)], fill="black")
     draw.line([at(0, 0), at(0, y_max)], fill="black")
+    for i in range(5):  # tick labels
+        x, y = x_max * i / 4, y_max * i / 4
+        draw.text((at(x, 0)[0] - 10, h - pad + 3), f"{x:.2f}", fill="black")
+        draw.text((5, at(0, y)[1] - 6), f"{y:.3f}", fill="black")
     draw.line([at(0, target), at(x_max, target)], fill="grey")
     draw.text(at(0.02 * x_max, target), "champion FD", fill="grey")
     for (name, rows), colour in zip(curves.items(), ["#c0392b", "#2471a3"]):
@@ -95,7 +99,7 @@ def plot(curves: dict[str, list], target: float, path: Path) -> None:
         for p in points:
             draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
         draw.text((points[-1][0] - 60, points[-1][1] - 15), name, fill=colour)
-    draw.text((w / 2 - 60, h - pad + 15), "training minutes", fill="black")
+    draw.text((w / 2 - 60, h - pad + 22), "training minutes", fill="black")
     draw.text((5, 10), "FD (pinned texture space, held-out)", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
@@ -106,7 +110,7 @@ def main() -> None:
     parser.add_argument("--per-style", type=int, default=60)
     parser.add_argument("--champion-steps", type=int, default=600)
     parser.add_argument("--scratch", default="150,300,450,600,800")
-    parser.add_argument("--warm", default="25,50,100,150,200")
+    parser.add_argument("--warm", default="25,50,100,150,200,300,400")
     parser.add_argument("--out", default="benchmarks/out/warm")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ganpipe-bench-warm-"))
@@ -132,8 +136,9 @@ def main() -> None:
     ingest(cfg, store)
     found = styles(cfg, store)
     print("lineage: " + ", ".join(f"{r['style']} {r['status']}" for r in found.lineage))
-    target = evaluate(cfg, store, champion(cfg, store), against=found.fingerprint,
-                      write=False).metrics  # fmt: skip
+    judged = evaluate(cfg, store, champion(cfg, store), against=found.fingerprint, write=False)
+    target = judged.metrics
+    print(f"the champion lacks {judged.settings['missing_styles']}: its figures leave them out")
     print("champion on the grown data: " + "  ".join(f"{k} {target[k]:.3f}" for k in GATED))
     curves = {
         "scratch": curve(base, store, [int(x) for x in args.scratch.split(",")], "scratch",

@@ -12,7 +12,7 @@ from ganpipe.errors import ConfigError
 from ganpipe.generation.models import champion
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import styles
+from ganpipe.stages.styles import StyleTable, styles
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network
 from ganpipe.training.components import build_networks
@@ -39,18 +39,24 @@ def _write(folder, names, per_style, start=0):
 
 @pytest.fixture(scope="module")
 def champion_then_more_data(tmp_path_factory):
-    """A promoted model trained on five demo styles, and the same collection grown by a sixth
-    style and more images of the five, ingested with its styles found (not yet trained)."""
+    """A promoted model trained on five demo styles; then the style named ``style-0`` leaves
+    the collection, a sixth demo style arrives and the others grow, so every surviving style
+    moves to another index of the style table while keeping its name. The grown collection is
+    ingested with its styles found (not yet trained)."""
     root = tmp_path_factory.mktemp("warm")
     folder = root / "images"
     _write(folder, list(demo.STYLES)[:5], 12)
     first = {"dataset.sources": f"[{folder}]", "style.num_styles": 5, "train.steps": 20}
     train_tiny_model(root / "store", tiny_overrides(root / "store", **first))
-    base = tiny_overrides(root / "store", **{**first, "style.num_styles": 6})
-    _write(folder, list(demo.STYLES)[:5], 3, start=12)
-    _write(folder, list(demo.STYLES)[5:], 14)
-    cfg = load_config(None, base)
+    cfg = load_config(None, tiny_overrides(root / "store", **first))
     store = RunStore.from_config(cfg)
+    data = load_training_data(cfg, store)
+    label = data.dataset.manifest.set_index("id")["label"]
+    gone = data.assignments[data.assignments["style"] == "style-0"]["id"].map(label).mode()[0]
+    shutil.rmtree(folder / gone)
+    _write(folder, [s for s in list(demo.STYLES)[:5] if s != gone], 3, start=12)
+    _write(folder, list(demo.STYLES)[5:], 14)
+    base = tiny_overrides(root / "store", **first)
     ingest(cfg, store)
     styles(cfg, store)
     return root, base
@@ -71,18 +77,20 @@ def test_matched_styles_keep_their_rows_and_new_styles_start_fresh(champion_then
     old_g, meta = load_network(start.model.store, start.model.folder, "generator", registry)
     old_d, _ = load_network(start.model.store, start.model.folder, "discriminator", registry)
     old_ids = meta["styles"]["ids"]
-    assert len(old_ids) == 5 and len(data.table.ids) == 6
+    assert len(old_ids) == 5 and len(data.table.ids) == 5 and "style-0" not in data.table.ids
+    moved = [i for i in data.table.ids if i in old_ids and data.table.ids.index(i) !=
+             old_ids.index(i)]  # fmt: skip
+    assert len(moved) == 4  # rows must follow the names, not the indices
 
     precision = resolve_precision("fp32", False, torch.device("cpu"))
     torch.manual_seed(0)
-    fresh = build_networks(cfg, registry, 6, precision, "cpu")
+    fresh = build_networks(cfg, registry, 5, precision, "cpu")
     torch.manual_seed(0)
-    nets = build_networks(cfg, registry, 6, precision, "cpu")
+    nets = build_networks(cfg, registry, 5, precision, "cpu")
     carried = warm_start(nets, start, data.table, cfg, registry)
     new_id = next(i for i in data.table.ids if i not in old_ids)
-    assert carried["styles_fresh"] == [new_id] and sorted(carried["styles_copied"]) == sorted(
-        old_ids
-    )
+    assert carried["styles_fresh"] == [new_id]
+    assert sorted(carried["styles_copied"]) == sorted(set(old_ids) - {"style-0"})
     for j, style_id in enumerate(data.table.ids):
         g_row, d_row = nets.G.embed.weight[j], nets.D.embed.weight[j]
         if style_id == new_id:  # the new style: exactly the row a scratch run would have
@@ -110,7 +118,9 @@ def test_a_warm_started_version_trains_exports_and_names_its_start(champion_then
     assert model["init"] == result.init
     registry = load_registry(cfg)
     G, meta = load_network(store, f"models/demo/{result.version}", "generator", registry)
-    assert G(torch.randn(6, G.z_dim), torch.arange(6)).shape == (6, 3, 16, 16)
+    assert G(torch.randn(5, G.z_dim), torch.arange(5)).shape == (5, 3, 16, 16)
+    with pytest.raises(ConfigError, match="no longer exists"):
+        StyleTable.from_json(meta["styles"]).index("style-0")  # the style that left
     # FreezeD: the first two discriminator layers are exactly the start model's
     D, _ = load_network(store, f"models/demo/{result.version}", "discriminator", registry)
     old_d, _ = load_network(store, start.folder, "discriminator", registry)
@@ -119,6 +129,29 @@ def test_a_warm_started_version_trains_exports_and_names_its_start(champion_then
     assert not torch.equal(D.linear.weight, old_d.linear.weight)
     again = train(cfg, store)  # the same start and data: the finished version is reused
     assert again.reused and again.version == result.version
+
+    # Asked for by the same name, each old style still has its look: the style encoder puts
+    # the new version's samples in the same style as the champion's
+    from ganpipe.stages.styles import embed, encoder_for
+
+    old_g, old_meta = load_network(store, start.folder, "generator", registry)
+    old_table, new_table = (
+        StyleTable.from_json(old_meta["styles"]),
+        StyleTable.from_json(meta["styles"]),
+    )
+    data = load_training_data(cfg, store)
+    encoder = encoder_for(registry, data.dataset, "texture", {}, 16)
+    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(1))
+
+    def style_of(generator, index):
+        with torch.no_grad():
+            pixels = ((generator(z, torch.full((16,), index)) + 1) * 127.5).clamp(0, 255)
+        found = embed(encoder, pixels.round().byte().permute(0, 2, 3, 1).numpy())
+        return torch.cdist(found, new_table.centroids).argmin(dim=1)
+
+    for name in [n for n, i in zip(old_table.names, old_table.ids) if i in new_table.ids]:
+        now, before = style_of(G, new_table.index(name)), style_of(old_g, old_table.index(name))
+        assert (now == before).float().mean() >= 0.75, name
 
 
 def test_an_incompatible_start_is_a_clear_error(champion_then_more_data, tmp_path):
