@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ganpipe.builtin.inception import inception_features
+
 
 def _upper(gram: torch.Tensor) -> torch.Tensor:
     c = gram.shape[-1]
@@ -169,4 +171,8 @@ def _nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.cross_entropy(sim, partner)
 
 
-ENCODERS = {"texture": TextureColourEncoder, "contrastive": ContrastiveEncoder}
+ENCODERS = {
+    "texture": TextureColourEncoder,
+    "contrastive": ContrastiveEncoder,
+    "inception": inception_features,  # FID's space, from weights at a path or URI
+}

@@ -284,7 +284,9 @@ def _encoder(registry, dataset: Dataset, name: str, options: dict, image_size: i
     where = "evaluate.space_options" if pinned else f"evaluate.feature_options.{name}"
     probe = registry.create("style_encoder", name, config_key=where, image_size=image_size,
                             **options)  # fmt: skip
-    if pinned and supports(probe, TrainableStyleEncoder) and not options.get("weights"):
+    if not supports(probe, TrainableStyleEncoder):
+        return probe.eval()  # nothing to fit or load beside the styles: use it as built
+    if pinned and not options.get("weights"):
         raise ConfigError(
             f"evaluate.space {name!r} learns from each dataset version, so its figures for two "
             "versions would not compare",
