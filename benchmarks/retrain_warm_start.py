@@ -52,12 +52,13 @@ def reaches(figures: dict, target: dict, tolerance: float) -> bool:
             and figures["style_accuracy"] >= target["style_accuracy"] * low)  # fmt: skip
 
 
-def curve(base: list[str], store: RunStore, points: list[int], init: str, fingerprint: str):
+def curve(base: list[str], store: RunStore, points: list[int], init: str, fingerprint: str,
+          extra: tuple[str, ...] = ()):  # fmt: skip
     """(minutes, figures) after each number of steps in ``points``, one resumed segment each."""
     rows, minutes, resume = [], 0.0, "never"
     for steps in points:
         cfg = load_config(None, [*base, f"train.steps={steps}", f"train.init={init}",
-                                 f"train.resume={resume}"])  # fmt: skip
+                                 f"train.resume={resume}", *extra])  # fmt: skip
         result = train(cfg, store)
         minutes += result.seconds / 60
         folder = layout.model_dir(cfg.model_name, result.version)
@@ -93,12 +94,14 @@ def plot(curves: dict[str, list], target: float, path: Path) -> None:
         draw.text((5, at(0, y)[1] - 6), f"{y:.3f}", fill="black")
     draw.line([at(0, target), at(x_max, target)], fill="grey")
     draw.text(at(0.02 * x_max, target), "champion FD", fill="grey")
-    for (name, rows), colour in zip(curves.items(), ["#c0392b", "#2471a3"]):
+    for (name, rows), colour in zip(curves.items(), ["#c0392b", "#2471a3", "#7f8c8d"]):
         points = [at(m, f["fd"]) for _, m, f in rows]
         draw.line(points, fill=colour, width=2)
         for p in points:
             draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
-        draw.text((points[-1][0] - 60, points[-1][1] - 15), name, fill=colour)
+        legend = 10 + 14 * list(curves).index(name)
+        draw.line([(w - 200, legend + 6), (w - 180, legend + 6)], fill=colour, width=2)
+        draw.text((w - 175, legend), name, fill=colour)
     draw.text((w / 2 - 60, h - pad + 22), "training minutes", fill="black")
     draw.text((5, 10), "FD (pinned texture space, held-out)", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +148,9 @@ def main() -> None:
                          found.fingerprint),
         "warm": curve(base, store, [int(x) for x in args.warm.split(",")], "champion",
                       found.fingerprint),
+        # the same without the EMA warm-up a warm start gets by default
+        "warm, no EMA ramp-up": curve(base, store, [int(x) for x in args.warm.split(",")],
+                                      "champion", found.fingerprint, ("train.ema_rampup=false",)),
     }  # fmt: skip
     tolerance = cfg.retrain.tolerance
     header = f"reaches champion (±{tolerance:.0%})"
@@ -152,7 +158,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     figures = " | ".join(f"{target[k]:.3f}" for k in GATED)
     print(
-        f"| champion (5 styles) | {args.champion_steps} | {first.seconds / 60:.2f} | "
+        f"| champion (its own styles) | {args.champion_steps} | {first.seconds / 60:.2f} | "
         f"{figures} | – |"
     )
     reached = {}

@@ -107,7 +107,11 @@ def test_matched_styles_keep_their_rows_and_new_styles_start_fresh(champion_then
 
 def test_a_warm_started_version_trains_exports_and_names_its_start(champion_then_more_data):
     root, base = champion_then_more_data
-    cfg = _cfg(base, **{"train.init": "champion", "train.steps": 6, "train.freeze_d_layers": 2})
+    # The EMA is held (no warm-up), so after 6 steps the exported generator is the start's but
+    # for its rows moved with their styles: what lets the looks be compared by name below (the
+    # tiny champion trained 20 steps, so 6 steps of a warmed-up EMA would change its looks)
+    cfg = _cfg(base, **{"train.init": "champion", "train.steps": 6, "train.freeze_d_layers": 2,
+                        "train.ema_rampup": "false"})  # fmt: skip
     store = RunStore.from_config(cfg)
     start = champion(cfg, store)
     result = train(cfg, store)
@@ -196,3 +200,27 @@ def test_a_copied_model_folder_is_a_start_too(champion_then_more_data, tmp_path)
         and start.identity.split("#")[1]
         == resolve_init(_cfg(base, **{"train.init": "champion"}), store).identity.split("#")[1]
     )  # same weights, same digest
+
+
+def test_the_ema_ramps_up_after_a_warm_start_only(champion_then_more_data):
+    from ganpipe.store import layout
+    from ganpipe.training.setup import build_trainer
+    from ganpipe.training.steps import ema_decay_at
+
+    assert ema_decay_at(0.995, 100, True) == pytest.approx(101 / 110)
+    assert ema_decay_at(0.995, 400, True) == pytest.approx(401 / 410)
+    assert ema_decay_at(0.995, 5000, True) == 0.995 and ema_decay_at(0.995, 1, False) == 0.995
+    root, base = champion_then_more_data
+    for init, expected in (("champion", True), ("scratch", False)):
+        cfg = _cfg(base, **{"train.init": init})
+        store = RunStore.from_config(cfg)
+        data = load_training_data(cfg, store)
+        files = layout.ModelFiles("models/demo/v-test")
+        trainer = build_trainer(cfg, store, load_registry(cfg), data, "v-test", files,
+                                resolve_init(cfg, store))  # fmt: skip
+        assert trainer.ema_rampup is expected, init
+    forced = _cfg(base, **{"train.init": "scratch", "train.ema_rampup": "true"})
+    trainer = build_trainer(forced, RunStore.from_config(forced), load_registry(forced),
+                            load_training_data(forced, RunStore.from_config(forced)), "v-test",
+                            layout.ModelFiles("models/demo/v-test"), None)  # fmt: skip
+    assert trainer.ema_rampup is True

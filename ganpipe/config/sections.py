@@ -138,6 +138,8 @@ class TrainConfig(Section):
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.99)
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # 0 disables the EMA generator
+    # EMA warm-up, min(ema_decay, (1 + step) / (10 + step)); auto: on for warm starts only
+    ema_rampup: bool | Literal["auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)  # max gradient norm per network; null: off
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints
     log_every: int = Field(25, ge=1)  # steps between metric rows

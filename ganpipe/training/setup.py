@@ -99,6 +99,8 @@ def build_trainer(
     placement = Placement(world, device, precision)
     trainer = Trainer(config, store, registry, data, version, files, placement, reals, nets,
                       objective)  # fmt: skip
+    warm = start is not None and not start.is_scratch
+    trainer.ema_rampup = warm if t.ema_rampup == "auto" else t.ema_rampup
     trainer.resume(find_resume_point(store, files.checkpoints, t.resume, data.dataset.fingerprint))
     return trainer
 

@@ -31,7 +31,14 @@ from ganpipe.training.export import recalibrate_batchnorm, sample_grid, tensorbo
 from ganpipe.training.mixed_precision import Precision
 from ganpipe.training.objective import GanObjective
 from ganpipe.training.rollback import RollbackPolicy
-from ganpipe.training.steps import NonFiniteLoss, Phase, check_finite, plus, update_ema
+from ganpipe.training.steps import (
+    NonFiniteLoss,
+    Phase,
+    check_finite,
+    ema_decay_at,
+    plus,
+    update_ema,
+)
 
 if TYPE_CHECKING:
     from ganpipe.data.dataset import TrainingImages
@@ -92,6 +99,7 @@ class Trainer:
         self.world, self.device = placement.world, placement.device
         self.precision = placement.precision
         self.reals, self.nets, self.objective = reals, nets, objective
+        self.ema_rampup = config.train.ema_rampup is True  # build_trainer settles "auto"
         self.num_styles = len(data.table.names)
         self.batch = min(t.batch_size, len(reals))
         G, D = nets.G, nets.D
@@ -231,7 +239,8 @@ class Trainer:
                 continue
             self.world.broadcast(self.nets.G, buffers_only=True)
             if self.nets.ema is not self.nets.G:
-                update_ema(self.nets.ema, self.nets.G, self.config.train.ema_decay)
+                decay = ema_decay_at(self.config.train.ema_decay, step_no, self.ema_rampup)
+                update_ema(self.nets.ema, self.nets.G, decay)
             advance(1)
             self._after_step(step_no, losses)
             if self._out_of_time(step_no):
