@@ -15,6 +15,7 @@ import typer
 from ganpipe.cli import batches, flows, stages, tools
 from ganpipe.cli.common import debug
 from ganpipe.cli.generate import generate
+from ganpipe.cli.serve import serve
 
 app = typer.Typer(
     name="ganpipe",
@@ -43,6 +44,7 @@ app.command()(generate)
 app.command(name="filter")(batches.filter_)
 app.command()(batches.report)
 app.command()(stages.evaluate)
+app.command()(serve)
 app.command()(tools.plugins)
 app.command()(flows.deploy)
 app.command(name="config")(tools.show_config)

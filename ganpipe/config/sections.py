@@ -273,6 +273,21 @@ class ReportConfig(Section):
         return v
 
 
+class ServeConfig(Section):
+    host: str = "127.0.0.1"  # any other address needs token
+    port: int = Field(8000, ge=0, le=65535)
+    # bearer token for every API route: an ${ENV_VAR} reference, never the secret itself
+    token: str | None = None
+    max_count: int = Field(64, ge=1)  # images one generate request may ask for
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_a_reference(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("${") and v.endswith("}")):
+            raise ValueError("give the token as an ${ENV_VAR} reference, never the secret")
+        return v
+
+
 class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -285,6 +300,7 @@ class Config(Section):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     plugins: list[str] = Field(default_factory=list)  # extra plugin modules, dotted names
 
     @property

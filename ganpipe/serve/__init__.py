@@ -1,0 +1,1 @@
+"""``ganpipe serve``: generation on demand over HTTP, batches and curation, from the run store."""

@@ -1,0 +1,297 @@
+"""The JSON API of ``ganpipe serve``: models, styles, on-demand generation, batches and curation.
+
+Everything is read from the run store through ``ganpipe.store.layout`` and the stages' own
+functions, so a request gives exactly what the command line would: ``POST /api/generate`` plans
+the same batch as ``ganpipe generate`` with the same settings and encodes its images with the
+same encoder, so the bytes are identical. Path parameters are names, never paths: each must be
+a plain name (``security.safe_name``), and an image is served only if the batch's manifest lists
+it, so no URL reaches outside the run store.
+
+Human verdicts live in ``curation.parquet`` beside a batch's manifest, written atomically and
+merged when read, so the filter's own verdicts are never overwritten.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from ganpipe.config import Config, validate_config
+from ganpipe.errors import ConfigError, GanpipeError, StoreError
+from ganpipe.generation.models import ModelRef, champion
+from ganpipe.serve.security import safe_name, token_matches
+from ganpipe.store import RunStore, layout
+
+CURATION = "curation.parquet"
+MEDIA = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+class GenerateBody(BaseModel):
+    """The ``generate`` section's fields a caller may set, per request."""
+
+    style: str | None = None  # one style by name or id
+    styles: list[str] = Field(default_factory=list)  # or several; neither: every style
+    count: int = Field(1, ge=1)  # images per style
+    seed: int = Field(0, ge=0)
+    seeds: list[int] | None = None
+    truncation: float = Field(1.0, ge=0.0, le=1.0)
+    format: Literal["png", "webp", "jpeg"] = "png"
+    model: str | None = None  # "name/version"; default: the current model
+
+
+class CurationItem(BaseModel):
+    path: str
+    verdict: Literal["approved", "rejected"] | None
+
+
+class CurationBody(BaseModel):
+    items: list[CurationItem]
+    who: str = Field("anonymous", max_length=120)
+
+
+def create_app(config: Config, token: str | None = None) -> FastAPI:
+    """The API over the run store ``config`` names; with ``token``, every ``/api`` route needs
+    ``Authorization: Bearer <token>``."""
+    store = RunStore.from_config(config)
+    app = FastAPI(title="ganpipe", summary="Style-diverse image generation: API and studio")
+
+    def authorised(request: Request) -> None:
+        if token and not token_matches(request.headers.get("authorization"), token):
+            raise HTTPException(401, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    api = [Depends(authorised)]
+
+    @app.exception_handler(ConfigError)
+    async def _bad_request(request: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse(status_code=400, content=_error(exc))
+
+    @app.exception_handler(GanpipeError)
+    async def _store_problem(request: Request, exc: GanpipeError) -> JSONResponse:
+        return JSONResponse(status_code=500, content=_error(exc))
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "store": store.uri()}
+
+    _model_routes(app, store, config, api)
+    _batch_routes(app, store, api)
+    return app
+
+
+def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> None:
+    @app.get("/api/models", dependencies=api)
+    def models() -> list[dict]:
+        out = []
+        for name in store.listdir("models") if store.exists("models") else []:
+            current = layout.model_current(name)
+            versions = [v for v in store.listdir(layout.model_root(name)) if v.startswith("v-")]
+            out.append({"name": name, "versions": versions,
+                        "current": store.read_text(current).strip()
+                        if store.exists(current) else None})  # fmt: skip
+        return out
+
+    @app.get("/api/models/{name}/{version}", dependencies=api)
+    def model(name: str, version: str) -> dict:
+        ref = _model(store, config, f"{name}/{version}")
+        files = ref.files
+        found: dict[str, Any] = {"name": name, "version": version}
+        for key, rel in (("training", files.training), ("evaluation", files.evaluation),
+                         ("retrain", files.retrain)):  # fmt: skip
+            found[key] = store.read_json(rel) if store.exists(rel) else None
+        meta = store.read_json(files.network("generator", "json"))
+        found["styles"] = _styles(meta)
+        return found
+
+    @app.get("/api/styles", dependencies=api)
+    def styles(model: str | None = None) -> list[dict]:
+        ref = _model(store, config, model)
+        return _styles(store.read_json(ref.files.network("generator", "json")))
+
+    @app.post("/api/generate", dependencies=api)
+    def generate(body: GenerateBody) -> Response:
+        cfg = _request_config(config, body)
+        ref = _model(store, config, body.model)
+        _known_styles(store.read_json(ref.files.network("generator", "json")),
+                      [body.style] if body.style else body.styles)  # fmt: skip
+        names, images = render_request(cfg, store, ref)
+        if len(images) == 1:
+            return Response(images[0], media_type=MEDIA[body.format])
+        return _zip_response(zip(names, images), "images.zip")
+
+
+def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
+    @app.get("/api/batches", dependencies=api)
+    def batches() -> list[dict]:
+        out = []
+        for batch_id in store.listdir("batches") if store.exists("batches") else []:
+            files = layout.BatchFiles(layout.batch_dir(batch_id))
+            if store.exists(files.manifest):
+                request = store.read_json(files.request) if store.exists(files.request) else {}
+                out.append({"id": batch_id, "model": request.get("model"),
+                            "url": f"/api/batches/{batch_id}"})  # fmt: skip
+        return out
+
+    @app.get("/api/batches/{batch_id}", dependencies=api)
+    def batch(batch_id: str) -> dict:
+        frame = _manifest(store, batch_id)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        for row in rows:
+            row["url"] = f"/api/batches/{batch_id}/images/{row['path']}"
+        approved = frame[frame["curation"] == "approved"].groupby("style").size()
+        return {"id": batch_id, "images": rows,
+                "approved_per_style": {str(k): int(v) for k, v in approved.items()}}  # fmt: skip
+
+    @app.get("/api/batches/{batch_id}/images/{path:path}", dependencies=api)
+    def image(batch_id: str, path: str) -> Response:
+        frame = _manifest(store, batch_id)
+        if path not in set(frame["path"]):
+            raise HTTPException(404, f"batch {batch_id} has no image {path!r}")
+        data = store.read_bytes(f"{layout.batch_dir(batch_id)}/{path}")
+        return Response(data, media_type=MEDIA.get(path.rsplit(".", 1)[-1], "image/png"))
+
+    @app.post("/api/batches/{batch_id}/curation", dependencies=api)
+    def curate(batch_id: str, body: CurationBody) -> dict:
+        frame = _manifest(store, batch_id)
+        known = set(frame["path"])
+        unknown = [i.path for i in body.items if i.path not in known]
+        if unknown:
+            raise HTTPException(404, f"batch {batch_id} has no images {unknown[:3]}")
+        rel = f"{layout.batch_dir(batch_id)}/{CURATION}"
+        saved = _curation(store, rel)
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for item in body.items:
+            saved[item.path] = {"path": item.path, "curation": item.verdict, "who": body.who,
+                                "when": when}  # fmt: skip
+        columns = ["path", "curation", "who", "when"]
+        store.write_parquet(rel, pd.DataFrame(list(saved.values()), columns=columns))
+        counts = pd.Series([v["curation"] for v in saved.values()]).value_counts()
+        return {"saved": len(body.items), "totals": {str(k): int(v) for k, v in counts.items()}}
+
+    @app.get("/api/batches/{batch_id}/export", dependencies=api)
+    def export(batch_id: str, set: Literal["approved", "kept"] = "approved") -> Response:  # noqa: A002
+        frame = _manifest(store, batch_id)
+        chosen = frame[frame["curation"] == "approved"] if set == "approved" else (
+            frame[frame["kept"].fillna(False).astype(bool)] if "kept" in frame else frame
+        )  # fmt: skip
+        folder = layout.batch_dir(batch_id)
+        files = ((p, store.read_bytes(f"{folder}/{p}")) for p in chosen["path"])
+        return _zip_response(files, f"{batch_id}-{set}.zip")
+
+
+def render_request(config: Config, store: RunStore, model: ModelRef) -> tuple[list[str], list]:
+    """The images ``ganpipe generate`` would write for this config, as (names, encoded bytes),
+    without writing a batch."""
+    from ganpipe.data.images import encode
+    from ganpipe.generation.chunks import lazy_renderer
+    from ganpipe.registry import load_registry
+    from ganpipe.stages.generate import plan_batch
+
+    plan = plan_batch(config, store, model=model)
+    if len(plan.jobs) > config.serve.max_count:
+        raise ConfigError(
+            f"the request asks for {len(plan.jobs)} images, more than serve.max_count "
+            f"({config.serve.max_count})",
+            where="count",
+            fix="ask for fewer images per request, or run 'ganpipe generate' for a batch",
+        )
+    pixels = lazy_renderer(plan, load_registry(config))().render(plan.jobs)
+    r = plan.request
+    return [j.path for j in plan.jobs], [encode(p, r.format, r.quality, r.png_level)
+                                         for p in pixels]  # fmt: skip
+
+
+def _request_config(config: Config, body: GenerateBody) -> Config:
+    data = config.model_dump(mode="json")
+    styles = [body.style] if body.style else list(body.styles)
+    data["generate"].update(styles=styles, per_style=body.count, counts={}, seed=body.seed,
+                            seeds=body.seeds, truncation=body.truncation, format=body.format,
+                            reference=[], interpolate=None, mixing=None)  # fmt: skip
+    return validate_config(data, "the request")
+
+
+def _model(store: RunStore, config: Config, spec: str | None) -> ModelRef:
+    """``name/version``, or the current model of ``config``; unknown ones are a 404."""
+    if spec is None:
+        found = champion(config, store)
+        if found is None:
+            raise HTTPException(404, f"model {config.model_name!r} has no current version")
+        return found
+    parts = spec.split("/")
+    if len(parts) != 2 or not all(safe_name(p) for p in parts):
+        raise HTTPException(404, f"no model {spec!r}: give name/version")
+    folder = layout.model_dir(*parts)
+    if not store.exists(layout.ModelFiles(folder).network("generator", "json")):
+        raise HTTPException(404, f"no model {spec!r} in the run store")
+    return ModelRef(store, folder)
+
+
+def _known_styles(meta: dict, asked: list[str]) -> None:
+    """An unknown (or vanished) style is a 404, with the same explanation as the CLI's."""
+    from ganpipe.stages.styles import StyleTable
+
+    table = StyleTable.from_json(meta["styles"])
+    for name in asked:
+        try:
+            table.index(name)
+        except ConfigError as exc:
+            raise HTTPException(404, exc.message) from None
+
+
+def _styles(meta: dict) -> list[dict]:
+    from ganpipe.stages.styles import StyleTable
+
+    table = StyleTable.from_json(meta["styles"])
+    rows = zip(table.names, table.ids, table.sizes, table.exemplars)
+    return [{"name": n, "id": i, "size": s, "exemplars": len(e)} for n, i, s, e in rows]
+
+
+def _manifest(store: RunStore, batch_id: str) -> pd.DataFrame:
+    """The batch's manifest with the ``curation``, ``who`` and ``when`` columns merged in."""
+    if not safe_name(batch_id):
+        raise HTTPException(404, f"no batch {batch_id!r}")
+    folder = layout.batch_dir(batch_id)
+    files = layout.BatchFiles(folder)
+    if not store.exists(files.manifest):
+        raise HTTPException(404, f"no batch {batch_id!r}")
+    frame = store.read_parquet(files.manifest)
+    curation = _curation(store, f"{folder}/{CURATION}")
+    frame["curation"] = frame["path"].map(lambda p: curation.get(p, {}).get("curation"))
+    frame["curated_by"] = frame["path"].map(lambda p: curation.get(p, {}).get("who"))
+    frame["curated_at"] = frame["path"].map(lambda p: curation.get(p, {}).get("when"))
+    return frame
+
+
+def _curation(store: RunStore, rel: str) -> dict[str, dict]:
+    if not store.exists(rel):
+        return {}
+    try:
+        frame = store.read_parquet(rel)
+    except StoreError:
+        raise
+    return {r["path"]: r for r in frame.astype(object).where(frame.notna(), None)
+            .to_dict(orient="records")}  # fmt: skip
+
+
+def _zip_response(files, filename: str) -> Response:
+    disposition = {"Content-Disposition": f"attachment; filename={filename}"}
+    return Response(_zip(files), media_type="application/zip", headers=disposition)
+
+
+def _zip(files) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _error(exc: GanpipeError) -> dict:
+    return {"error": exc.what, "where": exc.where, "fix": exc.fix, "message": exc.message}

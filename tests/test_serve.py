@@ -1,0 +1,182 @@
+"""``ganpipe serve``: the JSON API over the run store, with FastAPI's TestClient and a real
+uvicorn process."""
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ganpipe.config import load_config
+from ganpipe.errors import ConfigError
+from ganpipe.serve.api import create_app
+from ganpipe.serve.security import check_binding
+from ganpipe.stages.generate import generate
+from ganpipe.store import RunStore
+from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model):
+    """A client of the API over the tiny model's store, and a batch generated the CLI way."""
+    cfg = load_config(None, tiny_overrides(tiny_model) + ["generate.per_style=2"])
+    store = RunStore.from_config(cfg)
+    batch = generate(cfg, store)
+    return TestClient(create_app(cfg)), cfg, store, batch
+
+
+def test_models_and_styles(served):
+    client, cfg, store, _ = served
+    assert client.get("/healthz").json()["status"] == "ok"
+    (model,) = client.get("/api/models").json()
+    assert model["name"] == "demo" and model["current"] in model["versions"]
+    found = client.get(f"/api/models/demo/{model['current']}").json()
+    assert found["training"]["steps_done"] > 0 and len(found["styles"]) == 6
+    styles = client.get("/api/styles").json()
+    assert [s["name"] for s in styles] == [f"style-{i}" for i in range(6)]
+    assert client.get("/api/models/demo/v-nope").status_code == 404
+    assert client.get("/openapi.json").json()["paths"]["/api/generate"]
+
+
+def test_one_image_is_byte_identical_to_the_cli_and_several_come_zipped(served, tmp_path):
+    client, cfg, store, _ = served
+    done = client.post("/api/generate", json={"style": "style-1", "seeds": [3]})
+    assert done.status_code == 200 and done.headers["content-type"] == "image/png"
+    cli = load_config(None, tiny_overrides(cfg.store.root) + [
+        "generate.styles=[style-1]", "generate.seeds=[3]"])  # fmt: skip
+    batch = generate(cli, store)
+    assert done.content == store.read_bytes(f"batches/{batch.batch_id}/images/style-1/00000003.png")
+    several = client.post("/api/generate", json={"styles": ["style-0", "style-2"], "count": 2,
+                                                 "format": "webp"})  # fmt: skip
+    names = zipfile.ZipFile(io.BytesIO(several.content)).namelist()
+    assert several.headers["content-type"] == "application/zip" and len(names) == 4
+    assert all(n.endswith(".webp") for n in names)
+
+
+def test_bad_requests_get_the_clis_explanation(served):
+    client, *_ = served
+    too_many = client.post("/api/generate", json={"count": 65, "style": "style-0"})
+    assert too_many.status_code == 400
+    assert too_many.json()["where"] == "count" and "serve.max_count" in too_many.json()["error"]
+    unknown = client.post("/api/generate", json={"style": "watercolour"})
+    assert unknown.status_code == 404 and "style-0" in unknown.json()["detail"]
+    assert client.post("/api/generate", json={"truncation": 3}).status_code == 422
+    assert client.post("/api/generate", json={"model": "demo/../../etc"}).status_code == 404
+
+
+def test_no_path_parameter_leaves_the_run_store(served):
+    client, cfg, store, batch = served
+    for url in ("/api/models/..%2F..%2Fetc/passwd", "/api/models/../datasets",
+                "/api/batches/..%2Fmodels", "/api/batches/..",
+                f"/api/batches/{batch.batch_id}/images/../config.yaml",
+                f"/api/batches/{batch.batch_id}/images/..%2F..%2Fdatasets%2Fdemo%2Flatest.json",
+                f"/api/batches/{batch.batch_id}/images/%2Fetc%2Fpasswd",
+                "/api/styles?model=..%2F..%2Fetc"):  # fmt: skip
+        assert client.get(url).status_code == 404, url
+    curated = client.post(
+        f"/api/batches/{batch.batch_id}/curation",
+        json={"items": [{"path": "../../etc/passwd", "verdict": "approved"}]},
+    )
+    assert curated.status_code == 404
+
+
+def test_curation_is_stored_beside_the_manifest_and_exported(served):
+    client, cfg, store, batch = served
+    found = client.get(f"/api/batches/{batch.batch_id}").json()
+    paths = [row["path"] for row in found["images"]]
+    verdicts = [{"path": p, "verdict": v}
+                for p, v in zip(paths, ["approved", "approved", "rejected"])]  # fmt: skip
+    saved = client.post(f"/api/batches/{batch.batch_id}/curation",
+                        json={"items": verdicts, "who": "ada"})  # fmt: skip
+    assert saved.json()["totals"] == {"approved": 2, "rejected": 1}
+    manifest_before = store.read_bytes(f"batches/{batch.batch_id}/manifest.parquet")
+    rows = {r["path"]: r for r in client.get(f"/api/batches/{batch.batch_id}").json()["images"]}
+    assert rows[paths[0]]["curation"] == "approved" and rows[paths[0]]["curated_by"] == "ada"
+    assert rows[paths[3]]["curation"] is None
+    assert sum(client.get(f"/api/batches/{batch.batch_id}").json()[
+        "approved_per_style"].values()) == 2  # fmt: skip
+    image = client.get(rows[paths[0]]["url"])
+    assert image.status_code == 200 and image.content == store.read_bytes(
+        f"batches/{batch.batch_id}/{paths[0]}")  # fmt: skip
+    exported = client.get(f"/api/batches/{batch.batch_id}/export?set=approved")
+    archive = zipfile.ZipFile(io.BytesIO(exported.content))
+    assert sorted(archive.namelist()) == sorted(paths[:2])
+    assert archive.read(paths[0]) == store.read_bytes(f"batches/{batch.batch_id}/{paths[0]}")
+    undo = client.post(f"/api/batches/{batch.batch_id}/curation",
+                       json={"items": [{"path": paths[1], "verdict": None}]})  # fmt: skip
+    assert undo.json()["totals"] == {"approved": 1, "rejected": 1}
+    assert store.read_bytes(f"batches/{batch.batch_id}/manifest.parquet") == manifest_before
+    assert store.exists(f"batches/{batch.batch_id}/curation.parquet")
+
+
+def test_a_token_guards_every_api_route(served):
+    _, cfg, *_ = served
+    client = TestClient(create_app(cfg, token="s3cret-token"))
+    assert client.get("/healthz").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        assert client.get("/api/models", headers=headers).status_code == 401, headers
+        assert client.post("/api/generate", json={}, headers=headers).status_code == 401
+    ok = client.get("/api/models", headers={"Authorization": "Bearer s3cret-token"})
+    assert ok.status_code == 200
+
+
+def test_binding_beyond_loopback_needs_a_token_given_by_reference():
+    check_binding("127.0.0.1", None)
+    check_binding("::1", None)
+    check_binding("0.0.0.0", "x")
+    with pytest.raises(ConfigError, match="without a token") as caught:
+        check_binding("0.0.0.0", None)
+    assert caught.value.where == "serve.token"
+    with pytest.raises(ConfigError, match="ENV_VAR"):
+        load_config(None, ["serve.token=plain-secret"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_server_process(tiny_model):
+    port = _free_port()
+    sets = [a for kv in tiny_overrides(tiny_model) + ["serve.token=${GANPIPE_TEST_TOKEN}"]
+            for a in ("--set", kv)]  # fmt: skip
+    env = {**os.environ, "GANPIPE_TEST_TOKEN": "t0ken-" + "x" * 20}
+    refused = subprocess.run([sys.executable, "-m", "ganpipe", "serve", *sets[:-2],
+                              "--host", "0.0.0.0", "--port", str(port)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 1 and "without a token" in refused.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "ganpipe", "serve", *sets, "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(f"{base}/api/models", timeout=5)
+        assert denied.value.code == 401
+        ask = urllib.request.Request(f"{base}/api/generate", method="POST",
+                                     data=b'{"style": "style-2", "seeds": [5]}', headers={
+                                         "Authorization": f"Bearer {env['GANPIPE_TEST_TOKEN']}",
+                                         "Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(ask, timeout=60) as answer:
+            assert answer.headers["content-type"] == "image/png"
+            assert answer.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    printed = proc.stdout.read().decode() + proc.stderr.read().decode()
+    assert env["GANPIPE_TEST_TOKEN"] not in printed  # the secret is never printed
