@@ -180,3 +180,41 @@ def test_a_real_server_process(tiny_model):
         proc.wait(timeout=30)
     printed = proc.stdout.read().decode() + proc.stderr.read().decode()
     assert env["GANPIPE_TEST_TOKEN"] not in printed  # the secret is never printed
+
+
+def test_render_by_query_blends_two_styles(served):
+    client, *_ = served
+    plain = client.get("/api/render?style=style-0&seed=4")
+    assert plain.headers["content-type"] == "image/png"
+    posted = client.post("/api/generate", json={"style": "style-0", "seeds": [4]})
+    assert plain.content == posted.content
+    other = client.get("/api/render?style=style-3&seed=4").content
+    blend = "/api/render?style=style-0&seed=4&blend=style-3&t="
+    assert client.get(blend + "0").content == plain.content
+    assert client.get(blend + "1").content == other
+    assert client.get(blend + "0.5").content not in (plain.content, other)
+    assert client.get(blend + "2").status_code == 400
+    assert client.get("/api/render?style=nope").status_code == 404
+
+
+def test_reference_uploads_are_bounded_and_decoded_safely(served, tmp_path):
+    from PIL import Image
+
+    from ganpipe.data import demo
+
+    client, cfg, *_ = served
+    picture = io.BytesIO()
+    demo.render("rings", 3, size=32).save(picture, format="PNG")
+    done = client.post("/api/generate/reference?count=2&seed=1", content=picture.getvalue())
+    assert done.status_code == 200
+    assert len(zipfile.ZipFile(io.BytesIO(done.content)).namelist()) == 2
+    small = TestClient(create_app(cfg.model_copy(update={"serve": cfg.serve.model_copy(
+        update={"max_upload_mb": 0.001})})))  # fmt: skip
+    too_big = small.post("/api/generate/reference", content=b"\0" * 5000)
+    assert too_big.status_code == 413 and "serve.max_upload_mb" in too_big.json()["detail"]
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, format="PNG")  # 144 Mpx in a few kB
+    refused = client.post("/api/generate/reference", content=bomb.getvalue())
+    assert refused.status_code == 400 and "too_large" in refused.json()["error"]
+    junk = client.post("/api/generate/reference", content=b"not an image at all")
+    assert junk.status_code == 400 and junk.json()["where"] == "generate.reference"

@@ -279,6 +279,7 @@ class ServeConfig(Section):
     # bearer token for every API route: an ${ENV_VAR} reference, never the secret itself
     token: str | None = None
     max_count: int = Field(64, ge=1)  # images one generate request may ask for
+    max_upload_mb: float = Field(10, gt=0)  # largest reference image upload
 
     @field_validator("token")
     @classmethod

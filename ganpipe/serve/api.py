@@ -14,6 +14,8 @@ merged when read, so the filter's own verdicts are never overwritten.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import zipfile
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -82,6 +84,7 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
         return {"status": "ok", "store": store.uri()}
 
     _model_routes(app, store, config, api)
+    _generation_routes(app, store, config, api)
     _batch_routes(app, store, api)
     return app
 
@@ -115,6 +118,8 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
         ref = _model(store, config, model)
         return _styles(store.read_json(ref.files.network("generator", "json")))
 
+
+def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> None:
     @app.post("/api/generate", dependencies=api)
     def generate(body: GenerateBody) -> Response:
         cfg = _request_config(config, body)
@@ -124,6 +129,43 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
         names, images = render_request(cfg, store, ref)
         if len(images) == 1:
             return Response(images[0], media_type=MEDIA[body.format])
+        return _zip_response(zip(names, images), "images.zip")
+
+    @app.get("/api/render", dependencies=api)
+    def render(style: str, seed: int = 0, truncation: float = 1.0, blend: str | None = None,
+               t: float = 0.0, model: str | None = None) -> Response:  # fmt: skip
+        """One PNG by query, for pages: ``blend`` and ``t`` mix a second style in (0 = only
+        ``style``, 1 = only ``blend``), the interpolation ``ganpipe generate`` does."""
+        ref = _model(store, config, model)
+        _known_styles(store.read_json(ref.files.network("generator", "json")),
+                      [style] + ([blend] if blend else []))  # fmt: skip
+        if not 0 <= t <= 1 or not 0 <= truncation <= 1:
+            raise ConfigError("t and truncation must be between 0 and 1", where="query",
+                              fix="give values from 0 to 1")  # fmt: skip
+        body = GenerateBody(style=style, seeds=[seed], truncation=truncation)
+        cfg = _request_config(config, body)
+        if blend is not None and blend != style:
+            frames = {"styles": [style, blend], "seeds": [seed, seed], "frames": 2}
+            cfg = validate_config(_merged(cfg, {"interpolate": frames}), "the request")
+        return Response(render_one(cfg, store, ref, t), media_type="image/png")
+
+    @app.post("/api/generate/reference", dependencies=api)
+    async def from_reference(request: Request, count: int = 1, seed: int = 0) -> Response:
+        """Images in the style of an uploaded image (the request body, any image format the
+        ingest stage reads), decoded with ingest's safety checks; larger than
+        ``serve.max_upload_mb`` is a 413."""
+        data = await _bounded_body(request, int(config.serve.max_upload_mb * 2**20))
+        ref = _model(store, config, None)
+        with tempfile.TemporaryDirectory(prefix="ganpipe-upload-") as folder:
+            path = os.path.join(folder, "reference")
+            with open(path, "wb") as fh:
+                fh.write(data)
+            body = GenerateBody(count=count, seed=seed)
+            cfg = validate_config(_merged(_request_config(config, body), {"reference": [path]}),
+                                  "the request")  # fmt: skip
+            names, images = render_request(cfg, store, ref)
+        if len(images) == 1:
+            return Response(images[0], media_type="image/png")
         return _zip_response(zip(names, images), "images.zip")
 
 
@@ -206,6 +248,43 @@ def render_request(config: Config, store: RunStore, model: ModelRef) -> tuple[li
     r = plan.request
     return [j.path for j in plan.jobs], [encode(p, r.format, r.quality, r.png_level)
                                          for p in pixels]  # fmt: skip
+
+
+def render_one(config: Config, store: RunStore, model: ModelRef, t: float) -> bytes:
+    """One image: the plan's first job, or with an interpolation the frame at ``t``."""
+    from dataclasses import replace
+
+    from ganpipe.data.images import encode
+    from ganpipe.generation.chunks import lazy_renderer
+    from ganpipe.registry import load_registry
+    from ganpipe.stages.generate import plan_batch
+
+    plan = plan_batch(config, store, model=model)
+    job = plan.jobs[0] if plan.request.interpolate is None else replace(plan.jobs[0], t=t)
+    (pixels,) = lazy_renderer(plan, load_registry(config))().render([job])
+    return encode(pixels, "png", plan.request.quality, plan.request.png_level)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (whatever the
+    Content-Length header claimed)."""
+    too_large = HTTPException(413, f"the upload is larger than {limit} bytes (serve.max_upload_mb)")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _merged(config: Config, generate: dict) -> dict:
+    data = config.model_dump(mode="json")
+    data["generate"].update(generate)
+    return data
 
 
 def _request_config(config: Config, body: GenerateBody) -> Config:
