@@ -65,7 +65,11 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     app = FastAPI(title="ganpipe", summary="Style-diverse image generation: API and studio")
 
     def authorised(request: Request) -> None:
-        if token and not token_matches(request.headers.get("authorization"), token):
+        """The bearer token, or the studio's session cookie (set by signing in with it)."""
+        from ganpipe.serve.studio import _signed_in
+
+        if token and not (token_matches(request.headers.get("authorization"), token)
+                          or _signed_in(request, token)):  # fmt: skip
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
@@ -86,6 +90,9 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     _model_routes(app, store, config, api)
     _generation_routes(app, store, config, api)
     _batch_routes(app, store, api)
+    from ganpipe.serve.studio import add_studio
+
+    add_studio(app, store, config, token, api)
     return app
 
 
