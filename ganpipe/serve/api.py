@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from ganpipe.config import Config, validate_config
 from ganpipe.errors import ConfigError, GanpipeError, StoreError
 from ganpipe.generation.models import ModelRef, champion
+from ganpipe.serve.render_queue import RenderQueue
 from ganpipe.serve.security import safe_name, token_matches
 from ganpipe.store import RunStore, layout
 
@@ -62,6 +63,7 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     """The API over the run store ``config`` names; with ``token``, every ``/api`` route needs
     ``Authorization: Bearer <token>``."""
     store = RunStore.from_config(config)
+    renders = RenderQueue()
     app = FastAPI(title="ganpipe", summary="Style-diverse image generation: API and studio")
 
     def authorised(request: Request) -> None:
@@ -88,7 +90,8 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
         return {"status": "ok", "store": store.uri()}
 
     _model_routes(app, store, config, api)
-    _generation_routes(app, store, config, api)
+    _generation_routes(app, store, config, api, renders)
+    app.state.renders = renders
     _batch_routes(app, store, api)
     from ganpipe.serve.studio import add_studio
 
@@ -126,14 +129,15 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
         return _styles(store.read_json(ref.files.network("generator", "json")))
 
 
-def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> None:
+def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
+                       renders: RenderQueue) -> None:  # fmt: skip
     @app.post("/api/generate", dependencies=api)
     def generate(body: GenerateBody) -> Response:
         cfg = _request_config(config, body)
         ref = _model(store, config, body.model)
         _known_styles(store.read_json(ref.files.network("generator", "json")),
                       [body.style] if body.style else body.styles)  # fmt: skip
-        names, images = render_request(cfg, store, ref)
+        names, images = render_request(cfg, store, ref, renders)
         if len(images) == 1:
             return Response(images[0], media_type=MEDIA[body.format])
         return _zip_response(zip(names, images), "images.zip")
@@ -154,7 +158,7 @@ def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list)
         if blend is not None and blend != style:
             frames = {"styles": [style, blend], "seeds": [seed, seed], "frames": 2}
             cfg = validate_config(_merged(cfg, {"interpolate": frames}), "the request")
-        return Response(render_one(cfg, store, ref, t), media_type="image/png")
+        return Response(render_one(cfg, store, ref, t, renders), media_type="image/png")
 
     @app.post("/api/generate/reference", dependencies=api)
     async def from_reference(request: Request, count: int = 1, seed: int = 0) -> Response:
@@ -235,12 +239,11 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
         return _zip_response(files, f"{batch_id}-{set}.zip")
 
 
-def render_request(config: Config, store: RunStore, model: ModelRef) -> tuple[list[str], list]:
+def render_request(config: Config, store: RunStore, model: ModelRef,
+                   renders: RenderQueue | None = None) -> tuple[list[str], list]:  # fmt: skip
     """The images ``ganpipe generate`` would write for this config, as (names, encoded bytes),
-    without writing a batch."""
+    without writing a batch; through ``renders`` (shared with concurrent callers) if given."""
     from ganpipe.data.images import encode
-    from ganpipe.generation.chunks import lazy_renderer
-    from ganpipe.registry import load_registry
     from ganpipe.stages.generate import plan_batch
 
     plan = plan_batch(config, store, model=model)
@@ -251,25 +254,37 @@ def render_request(config: Config, store: RunStore, model: ModelRef) -> tuple[li
             where="count",
             fix="ask for fewer images per request, or run 'ganpipe generate' for a batch",
         )
-    pixels = lazy_renderer(plan, load_registry(config))().render(plan.jobs)
+    pixels = _render(plan, config, plan.jobs, renders)
     r = plan.request
     return [j.path for j in plan.jobs], [encode(p, r.format, r.quality, r.png_level)
                                          for p in pixels]  # fmt: skip
 
 
-def render_one(config: Config, store: RunStore, model: ModelRef, t: float) -> bytes:
+def render_one(config: Config, store: RunStore, model: ModelRef, t: float,
+               renders: RenderQueue | None = None) -> bytes:  # fmt: skip
     """One image: the plan's first job, or with an interpolation the frame at ``t``."""
     from dataclasses import replace
 
     from ganpipe.data.images import encode
-    from ganpipe.generation.chunks import lazy_renderer
-    from ganpipe.registry import load_registry
     from ganpipe.stages.generate import plan_batch
 
     plan = plan_batch(config, store, model=model)
     job = plan.jobs[0] if plan.request.interpolate is None else replace(plan.jobs[0], t=t)
-    (pixels,) = lazy_renderer(plan, load_registry(config))().render([job])
+    (pixels,) = _render(plan, config, [job], renders)
     return encode(pixels, "png", plan.request.quality, plan.request.png_level)
+
+
+def _render(plan, config: Config, jobs: list, renders: RenderQueue | None):
+    """Pixels of ``jobs``: through the shared queue when the request has nothing of its own
+    beyond the model and truncation (a reference image's code is per request)."""
+    from ganpipe.generation.chunks import lazy_renderer
+    from ganpipe.registry import load_registry
+
+    make = lazy_renderer(plan, load_registry(config))
+    if renders is None or plan.reference is not None or plan.request.mixing is not None:
+        return make().render(jobs)
+    key = (plan.model.uri, plan.meta.get("version"), float(plan.request.truncation))
+    return renders.render(key, make, jobs)
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
