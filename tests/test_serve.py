@@ -240,3 +240,15 @@ def test_concurrent_callers_share_render_passes_and_get_their_own_bytes(served):
         together = dict(pool.map(call, range(8)))
     assert together == alone
     assert app.state.renders.passes - before < 8
+
+
+def test_interpolation_frames_and_exemplar_links(served):
+    client, *_ = served
+    frames = client.post(
+        "/api/generate",
+        json={"interpolate": {"styles": ["style-0", "style-4"], "seeds": [1, 1], "frames": 4}},
+    )
+    names = zipfile.ZipFile(io.BytesIO(frames.content)).namelist()
+    assert names == [f"images/frames/{i:04d}.png" for i in range(4)]
+    (first,) = [s for s in client.get("/api/styles").json() if s["name"] == "style-0"]
+    assert client.get(first["exemplars_url"]).content[:4] == b"\x89PNG"

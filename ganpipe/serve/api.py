@@ -47,6 +47,8 @@ class GenerateBody(BaseModel):
     truncation: float = Field(1.0, ge=0.0, le=1.0)
     format: Literal["png", "webp", "jpeg"] = "png"
     model: str | None = None  # "name/version"; default: the current model
+    # frames between two styles and/or seeds, as generate.interpolate: {styles, seeds, frames}
+    interpolate: dict[str, Any] | None = None
 
 
 class CurationItem(BaseModel):
@@ -126,7 +128,11 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
     @app.get("/api/styles", dependencies=api)
     def styles(model: str | None = None) -> list[dict]:
         ref = _model(store, config, model)
-        return _styles(store.read_json(ref.files.network("generator", "json")))
+        found = _styles(store.read_json(ref.files.network("generator", "json")))
+        suffix = f"?model={model}" if model else ""
+        for row in found:
+            row["exemplars_url"] = f"/api/styles/{row['name']}/exemplars.png{suffix}"
+        return found
 
 
 def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
@@ -314,7 +320,7 @@ def _request_config(config: Config, body: GenerateBody) -> Config:
     styles = [body.style] if body.style else list(body.styles)
     data["generate"].update(styles=styles, per_style=body.count, counts={}, seed=body.seed,
                             seeds=body.seeds, truncation=body.truncation, format=body.format,
-                            reference=[], interpolate=None, mixing=None)  # fmt: skip
+                            reference=[], interpolate=body.interpolate, mixing=None)  # fmt: skip
     return validate_config(data, "the request")
 
 
