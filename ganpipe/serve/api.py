@@ -61,11 +61,13 @@ class CurationBody(BaseModel):
     who: str = Field("anonymous", max_length=120)
 
 
-def create_app(config: Config, token: str | None = None) -> FastAPI:
+def create_app(config: Config, token: str | None = None,
+               render_threads: int | None = None) -> FastAPI:  # fmt: skip
     """The API over the run store ``config`` names; with ``token``, every ``/api`` route needs
-    ``Authorization: Bearer <token>``."""
+    ``Authorization: Bearer <token>``. ``render_threads`` sets torch's threads for rendering,
+    process-wide (leave it None when the process does other work)."""
     store = RunStore.from_config(config)
-    renders = RenderQueue()
+    renders = RenderQueue(threads=render_threads)
     app = FastAPI(title="ganpipe", summary="Style-diverse image generation: API and studio")
 
     def authorised(request: Request) -> None:
@@ -286,7 +288,9 @@ def _render(plan, config: Config, jobs: list, renders: RenderQueue | None):
     from ganpipe.generation.chunks import lazy_renderer
     from ganpipe.registry import load_registry
 
-    make = lazy_renderer(plan, load_registry(config))
+    def make():  # the plugins load only when no kept renderer fits (they cost a few ms)
+        return lazy_renderer(plan, load_registry(config))()
+
     if renders is None or plan.reference is not None or plan.request.mixing is not None:
         return make().render(jobs)
     key = (plan.model.uri, plan.meta.get("version"), float(plan.request.truncation))

@@ -35,8 +35,10 @@ class _Ask:
 
 
 class RenderQueue:
-    def __init__(self, window: float = 0.01, max_jobs: int = 256):
-        self.window, self.max_jobs = window, max_jobs
+    def __init__(self, window: float = 0.01, max_jobs: int = 256, threads: int | None = None):
+        """``threads``: torch threads for rendering (process-wide, so only a process that
+        does nothing else should set it: ``ganpipe serve`` gives all cores but one)."""
+        self.window, self.max_jobs, self.threads = window, max_jobs, threads
         self.asks: queue.Queue[_Ask] = queue.Queue()
         self.renderers: OrderedDict[tuple, object] = OrderedDict()
         self.passes = 0  # render calls made (what batching saves), for tests and benchmarks
@@ -50,6 +52,10 @@ class RenderQueue:
         return ask.done.result()
 
     def _run(self) -> None:
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
         while True:
             waiting = [self.asks.get()]
             deadline = time.monotonic() + self.window
