@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -252,3 +253,20 @@ def test_interpolation_frames_and_exemplar_links(served):
     assert names == [f"images/frames/{i:04d}.png" for i in range(4)]
     (first,) = [s for s in client.get("/api/styles").json() if s["name"] == "style-0"]
     assert client.get(first["exemplars_url"]).content[:4] == b"\x89PNG"
+
+
+def test_a_model_uri_can_be_the_served_default(served, tmp_path):
+    import shutil
+
+    from ganpipe.generation.models import champion
+
+    client, cfg, store, _ = served
+    copy = tmp_path / "exported-model"
+    shutil.copytree(Path(cfg.store.root) / champion(cfg, store).folder, copy)
+    pinned = TestClient(create_app(cfg, default_model=str(copy)))
+    assert pinned.get("/api/styles").json() == client.get("/api/styles").json()
+    same = {"style": "style-2", "seeds": [9]}
+    assert pinned.post("/api/generate", json=same).content == client.post(
+        "/api/generate", json=same).content  # fmt: skip
+    with pytest.raises(ConfigError, match="no exported generator"):
+        create_app(cfg, default_model=str(tmp_path))

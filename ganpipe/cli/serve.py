@@ -18,6 +18,11 @@ def serve(
         None, "--host", help="Address (default serve.host: 127.0.0.1); any other needs serve.token."
     ),  # fmt: skip
     port: Optional[int] = typer.Option(None, "--port", help="Port (default serve.port: 8000)."),
+    model: str = typer.Option(
+        "current",
+        "--model",
+        help="The model requests get when they name none: current, or a model version URI.",
+    ),  # fmt: skip
 ) -> None:
     """Serve generation on demand, models, styles and batches over HTTP (docs at /docs)."""
 
@@ -42,7 +47,7 @@ def serve(
     # Rendering gets all cores but one; the other answers HTTP, parses requests and encodes
     # images (measured: 32 clients 45 -> 189 img/s on 2 cores, benchmarks/serve_throughput.py).
     threads = max(1, (os.cpu_count() or 2) - 1)
-    app = guard(lambda: create_app(cfg, token, render_threads=threads))
+    app = guard(lambda: create_app(cfg, token, render_threads=threads, default_model=model))
     console.print(f"serving {cfg.store.root} on http://{bind_host}:{bind_port} "
                   f"({'token required' if token else 'no token: loopback only'})")  # fmt: skip
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")

@@ -17,7 +17,9 @@ import io
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -61,8 +63,8 @@ class CurationBody(BaseModel):
     who: str = Field("anonymous", max_length=120)
 
 
-def create_app(config: Config, token: str | None = None,
-               render_threads: int | None = None) -> FastAPI:  # fmt: skip
+def create_app(config: Config, token: str | None = None, render_threads: int | None = None,
+               default_model: str | None = None) -> FastAPI:  # fmt: skip
     """The API over the run store ``config`` names; with ``token``, every ``/api`` route needs
     ``Authorization: Bearer <token>``. ``render_threads`` sets torch's threads for rendering,
     process-wide (leave it None when the process does other work)."""
@@ -93,17 +95,18 @@ def create_app(config: Config, token: str | None = None,
     def healthz() -> dict:
         return {"status": "ok", "store": store.uri()}
 
-    _model_routes(app, store, config, api)
-    _generation_routes(app, store, config, api, renders)
+    model_of = partial(_model, store, config, default=_default_model(config, default_model))
+    _model_routes(app, store, model_of, api)
+    _generation_routes(app, store, config, api, renders, model_of)
     app.state.renders = renders
     _batch_routes(app, store, api)
     from ganpipe.serve.studio import add_studio
 
-    add_studio(app, store, config, token, api)
+    add_studio(app, store, token, api, model_of)
     return app
 
 
-def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> None:
+def _model_routes(app: FastAPI, store: RunStore, model_of: Callable, api: list) -> None:
     @app.get("/api/models", dependencies=api)
     def models() -> list[dict]:
         out = []
@@ -117,7 +120,7 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
 
     @app.get("/api/models/{name}/{version}", dependencies=api)
     def model(name: str, version: str) -> dict:
-        ref = _model(store, config, f"{name}/{version}")
+        ref = model_of(f"{name}/{version}")
         files = ref.files
         found: dict[str, Any] = {"name": name, "version": version}
         for key, rel in (("training", files.training), ("evaluation", files.evaluation),
@@ -129,8 +132,8 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
 
     @app.get("/api/styles", dependencies=api)
     def styles(model: str | None = None) -> list[dict]:
-        ref = _model(store, config, model)
-        found = _styles(store.read_json(ref.files.network("generator", "json")))
+        ref = model_of(model)
+        found = _styles(ref.store.read_json(ref.files.network("generator", "json")))
         suffix = f"?model={model}" if model else ""
         for row in found:
             row["exemplars_url"] = f"/api/styles/{row['name']}/exemplars.png{suffix}"
@@ -138,12 +141,12 @@ def _model_routes(app: FastAPI, store: RunStore, config: Config, api: list) -> N
 
 
 def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
-                       renders: RenderQueue) -> None:  # fmt: skip
+                       renders: RenderQueue, model_of: Callable) -> None:  # fmt: skip
     @app.post("/api/generate", dependencies=api)
     def generate(body: GenerateBody) -> Response:
         cfg = _request_config(config, body)
-        ref = _model(store, config, body.model)
-        _known_styles(store.read_json(ref.files.network("generator", "json")),
+        ref = model_of(body.model)
+        _known_styles(ref.store.read_json(ref.files.network("generator", "json")),
                       [body.style] if body.style else body.styles)  # fmt: skip
         names, images = render_request(cfg, store, ref, renders)
         if len(images) == 1:
@@ -155,8 +158,8 @@ def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
                t: float = 0.0, model: str | None = None) -> Response:  # fmt: skip
         """One PNG by query, for pages: ``blend`` and ``t`` mix a second style in (0 = only
         ``style``, 1 = only ``blend``), the interpolation ``ganpipe generate`` does."""
-        ref = _model(store, config, model)
-        _known_styles(store.read_json(ref.files.network("generator", "json")),
+        ref = model_of(model)
+        _known_styles(ref.store.read_json(ref.files.network("generator", "json")),
                       [style] + ([blend] if blend else []))  # fmt: skip
         if not 0 <= t <= 1 or not 0 <= truncation <= 1:
             raise ConfigError("t and truncation must be between 0 and 1", where="query",
@@ -174,7 +177,7 @@ def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
         ingest stage reads), decoded with ingest's safety checks; larger than
         ``serve.max_upload_mb`` is a 413."""
         data = await _bounded_body(request, int(config.serve.max_upload_mb * 2**20))
-        ref = _model(store, config, None)
+        ref = model_of(None)
         with tempfile.TemporaryDirectory(prefix="ganpipe-upload-") as folder:
             path = os.path.join(folder, "reference")
             with open(path, "wb") as fh:
@@ -328,8 +331,24 @@ def _request_config(config: Config, body: GenerateBody) -> Config:
     return validate_config(data, "the request")
 
 
-def _model(store: RunStore, config: Config, spec: str | None) -> ModelRef:
-    """``name/version``, or the current model of ``config``; unknown ones are a 404."""
+def _default_model(config: Config, uri: str | None) -> ModelRef | None:
+    """``ganpipe serve --model URI``: a model version folder served when a request names none
+    (``current`` or nothing: the current model, looked up at each request)."""
+    if uri in (None, "current"):
+        return None
+    model = ModelRef(RunStore(uri, config.store.storage_options), "")
+    if not model.store.exists(model.files.network("generator", "json")):
+        fix = "give current, or the URI of a trained model version folder"
+        raise ConfigError(f"--model {uri} holds no exported generator", where="--model", fix=fix)
+    return model
+
+
+def _model(store: RunStore, config: Config, spec: str | None,
+           default: ModelRef | None = None) -> ModelRef:  # fmt: skip
+    """``name/version``, or the served default (``--model``), or the current model of
+    ``config``; unknown ones are a 404."""
+    if spec is None and default is not None:
+        return default
     if spec is None:
         found = champion(config, store)
         if found is None:

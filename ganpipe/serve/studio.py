@@ -9,13 +9,13 @@ fast, with keyboard curation (j/k, a, r, u) and the approved set as a zip.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import jinja2
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ganpipe.config import Config
 from ganpipe.generation.models import ModelRef
 from ganpipe.serve import api as routes
 from ganpipe.serve.security import safe_name, token_matches
@@ -26,29 +26,29 @@ SEEDS = range(6)  # generated samples shown beside each style's exemplars
 TOKEN_COOKIE = "ganpipe_token"
 
 
-def add_studio(app: FastAPI, store: RunStore, config: Config, token: str | None,
-               api: list) -> None:  # fmt: skip
+def add_studio(app: FastAPI, store: RunStore, token: str | None, api: list,
+               model_of: Callable) -> None:  # fmt: skip
     env = jinja2.Environment(loader=jinja2.PackageLoader("ganpipe", "templates"),
                              autoescape=True)  # fmt: skip
-    _pages(app, env, store, config, token)
-    _exemplars_and_login(app, env, store, config, token, api)
+    _pages(app, env, store, token, model_of)
+    _exemplars_and_login(app, env, store, token, api, model_of)
 
 
-def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, config: Config,
-           token: str | None) -> None:  # fmt: skip
+def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, token: str | None,
+           model_of: Callable) -> None:  # fmt: skip
 
     def page(request: Request, template: str, **values) -> Response:
         if token and not _signed_in(request, token):
             return RedirectResponse("/studio/login", status_code=303)
         return HTMLResponse(env.get_template(template).render(**values))
 
-    def model_of(spec: str | None) -> tuple[ModelRef, dict]:
-        ref = routes._model(store, config, spec)
-        return ref, store.read_json(ref.files.network("generator", "json"))
+    def with_meta(spec: str | None) -> tuple[ModelRef, dict]:
+        ref = model_of(spec)
+        return ref, ref.store.read_json(ref.files.network("generator", "json"))
 
     @app.get("/studio", response_class=HTMLResponse)
     def styles_page(request: Request, model: str | None = None) -> Response:
-        ref, meta = model_of(model)
+        ref, meta = with_meta(model)
         label = f"{meta['model']}/{meta['version']}"
         versions = sorted(v for v in store.listdir(layout.model_root(meta["model"]))
                           if v.startswith("v-"))  # fmt: skip
@@ -58,7 +58,7 @@ def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, config: Confi
 
     @app.get("/studio/generate", response_class=HTMLResponse)
     def generate_page(request: Request, model: str | None = None) -> Response:
-        ref, meta = model_of(model)
+        ref, meta = with_meta(model)
         return page(request, "studio_generate.html.j2", styles=routes._styles(meta),
                     model=f"{meta['model']}/{meta['version']}")  # fmt: skip
 
@@ -106,11 +106,11 @@ def _batch_view(frame, page_no: int, show: str, sort: str | None) -> dict:
 
 
 def _exemplars_and_login(app: FastAPI, env: jinja2.Environment, store: RunStore,
-                         config: Config, token: str | None, api: list) -> None:  # fmt: skip
+                         token: str | None, api: list, model_of: Callable) -> None:  # fmt: skip
     @app.get("/api/styles/{style}/exemplars.png", dependencies=api)
     def exemplars(style: str, model: str | None = None) -> Response:
-        ref = routes._model(store, config, model)
-        meta = store.read_json(ref.files.network("generator", "json"))
+        ref = model_of(model)
+        meta = ref.store.read_json(ref.files.network("generator", "json"))
         names = [s["name"] for s in routes._styles(meta)]
         if style not in names or not safe_name(style):
             raise HTTPException(404, f"no style {style!r} in {meta['model']}/{meta['version']}")
