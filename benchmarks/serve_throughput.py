@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,17 +23,12 @@ import torch
 
 from ganpipe.config import load_config
 from ganpipe.generation.models import promote
+from ganpipe.serve.local import free_port, wait_until_up
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.training.train import train
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clients(base: str, count: int, seconds: float) -> tuple[float, list[float]]:
@@ -95,12 +89,7 @@ def main() -> None:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.25)
+        wait_until_up(url)
         clients(url, 4, 2)  # warm-up: the generator loads on the first request
         print("\n| clients | img/s | vs the loop | p50 latency | p95 latency |")
         print("|---|---|---|---|---|")

@@ -3,10 +3,8 @@ uvicorn process."""
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -18,6 +16,7 @@ from fastapi.testclient import TestClient
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError
 from ganpipe.serve.api import create_app
+from ganpipe.serve.local import free_port, wait_until_up
 from ganpipe.serve.security import check_binding
 from ganpipe.stages.generate import generate
 from ganpipe.store import RunStore
@@ -141,14 +140,9 @@ def test_binding_beyond_loopback_needs_a_token_given_by_reference():
         load_config(None, ["serve.token=plain-secret"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_a_real_server_process(tiny_model):
-    port = _free_port()
+    port = free_port()
     sets = [a for kv in tiny_overrides(tiny_model) + ["serve.token=${GANPIPE_TEST_TOKEN}"]
             for a in ("--set", kv)]  # fmt: skip
     env = {**os.environ, "GANPIPE_TEST_TOKEN": "t0ken-" + "x" * 20}
@@ -160,12 +154,7 @@ def test_a_real_server_process(tiny_model):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_up(base)
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(f"{base}/api/models", timeout=5)
         assert denied.value.code == 401

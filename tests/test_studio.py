@@ -3,10 +3,8 @@ headless Chromium driving it as a person would (tests/browser.py's Session)."""
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -17,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from ganpipe.config import load_config
 from ganpipe.serve.api import create_app
+from ganpipe.serve.local import free_port, wait_until_up
 from ganpipe.stages.generate import generate
 from ganpipe.store import RunStore
 from tests.browser import Session, chromium_binary
@@ -73,28 +72,18 @@ def test_a_token_guards_the_studio_with_a_login(studio):
     assert client.get("/api/models").status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(chromium_binary() is None, reason="needs chromium (apt-get install chromium)")
 def test_a_person_generates_curates_with_the_keyboard_and_downloads(studio):
     cfg, store, batch = studio
-    port = _free_port()
+    port = free_port()
     sets = [a for kv in tiny_overrides(cfg.store.root) for a in ("--set", kv)]
     command = [sys.executable, "-m", "ganpipe", "serve", *sets, "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ})  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_up(base)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         with Session() as page:
             page.open(f"{base}/studio")
