@@ -140,7 +140,6 @@ def test_binding_beyond_loopback_needs_a_token_given_by_reference():
         load_config(None, ["serve.token=plain-secret"])
 
 
-
 def test_a_real_server_process(tiny_model):
     port = free_port()
     sets = [a for kv in tiny_overrides(tiny_model) + ["serve.token=${GANPIPE_TEST_TOKEN}"]
