@@ -67,6 +67,14 @@ def test_bad_requests_get_the_clis_explanation(served):
     too_many = client.post("/api/generate", json={"count": 65, "style": "style-0"})
     assert too_many.status_code == 400
     assert too_many.json()["where"] == "count" and "serve.max_count" in too_many.json()["error"]
+    for huge in (
+        {"count": 10**9},
+        {"seeds": list(range(100))},
+        {"interpolate": {"styles": ["style-0", "style-1"], "frames": 10**9}},
+    ):
+        assert client.post("/api/generate", json=huge).status_code == 400, huge  # refused at once
+    all_styles = client.post("/api/generate", json={"count": 11})  # 6 styles x 11 = 66 > 64
+    assert all_styles.status_code == 400 and "66 images" in all_styles.json()["error"]
     unknown = client.post("/api/generate", json={"style": "watercolour"})
     assert unknown.status_code == 404 and "style-0" in unknown.json()["detail"]
     assert client.post("/api/generate", json={"truncation": 3}).status_code == 422

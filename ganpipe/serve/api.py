@@ -323,6 +323,17 @@ def _merged(config: Config, generate: dict) -> dict:
 
 
 def _request_config(config: Config, body: GenerateBody) -> Config:
+    """The config ``ganpipe generate`` would run for this request. Counts are checked against
+    ``serve.max_count`` before anything is planned, so no request can make the server build a
+    plan of millions of images only to refuse it."""
+    cap = config.serve.max_count
+    frames = int((body.interpolate or {}).get("frames", 0) or 0)
+    if max(body.count, len(body.seeds or []), frames) > cap:
+        raise ConfigError(
+            f"the request asks for more than serve.max_count ({cap}) images",
+            where="count",
+            fix="ask for fewer images per request, or run 'ganpipe generate' for a batch",
+        )
     data = config.model_dump(mode="json")
     styles = [body.style] if body.style else list(body.styles)
     data["generate"].update(styles=styles, per_style=body.count, counts={}, seed=body.seed,
