@@ -137,3 +137,16 @@ def test_every_public_name_is_still_importable_from_the_package():
                  "templates_folder", "parse_override", "apply_overrides"]:  # fmt: skip
         assert hasattr(config, name), name
     assert load_config(None).report.templates is None
+
+
+def test_an_unset_secret_is_not_masked_so_saved_configs_load_again():
+    """``serve.token: null`` holds no secret: masking it as '***' made every saved config
+    invalid (a token must be an ${ENV_VAR} reference)."""
+    from ganpipe.config import redact
+
+    cfg = load_config(None, [])
+    assert redact({"token": None, "secret": "x", "key": "${K}"}) == {
+        "token": None, "secret": "***", "key": "${K}"}  # fmt: skip
+    assert validate_config(__import__("yaml").safe_load(cfg.to_yaml())) == cfg
+    named = load_config(None, ["serve.token=${GANPIPE_TOKEN}"])
+    assert validate_config(__import__("yaml").safe_load(named.to_yaml())) == named

@@ -18,10 +18,13 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 def redact(data: Any) -> Any:
     """Mask values under secret-looking keys (``secret``, ``key``, ``token``...), except
-    ``${ENV_VAR}`` references, which name a secret without holding it."""
+    ``${ENV_VAR}`` references, which name a secret without holding it, and unset values
+    (``null`` holds no secret, and masking it would make a saved config invalid)."""
     if isinstance(data, dict):
         return {
-            k: "***" if _SECRET_KEY.search(str(k)) and not _is_env_ref(v) else redact(v)
+            k: "***"
+            if _SECRET_KEY.search(str(k)) and v is not None and not _is_env_ref(v)
+            else redact(v)
             for k, v in data.items()
         }
     if isinstance(data, list):
