@@ -213,6 +213,8 @@ def test_reference_uploads_are_bounded_and_decoded_safely(served, tmp_path):
     Image.new("1", (12000, 12000)).save(bomb, format="PNG")  # 144 Mpx in a few kB
     refused = client.post("/api/generate/reference", content=bomb.getvalue())
     assert refused.status_code == 400 and "too_large" in refused.json()["error"]
+    assert client.post("/api/generate/reference?count=0",
+                       content=picture.getvalue()).status_code == 422  # fmt: skip
     junk = client.post("/api/generate/reference", content=b"not an image at all")
     assert junk.status_code == 400 and junk.json()["where"] == "generate.reference"
 

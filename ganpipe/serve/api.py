@@ -23,12 +23,13 @@ from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from ganpipe.config import Config, validate_config
-from ganpipe.errors import ConfigError, GanpipeError, StoreError
+from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.generation.models import ModelRef, champion
 from ganpipe.serve.render_queue import RenderQueue
 from ganpipe.serve.security import safe_name, token_matches
@@ -172,23 +173,31 @@ def _generation_routes(app: FastAPI, store: RunStore, config: Config, api: list,
         return Response(render_one(cfg, store, ref, t, renders), media_type="image/png")
 
     @app.post("/api/generate/reference", dependencies=api)
-    async def from_reference(request: Request, count: int = 1, seed: int = 0) -> Response:
+    async def from_reference(request: Request, count: int = Query(1, ge=1),
+                             seed: int = Query(0, ge=0)) -> Response:  # fmt: skip
         """Images in the style of an uploaded image (the request body, any image format the
         ingest stage reads), decoded with ingest's safety checks; larger than
-        ``serve.max_upload_mb`` is a 413."""
+        ``serve.max_upload_mb`` is a 413. The body is read here; decoding and rendering run
+        on a worker thread, so the server keeps answering meanwhile."""
         data = await _bounded_body(request, int(config.serve.max_upload_mb * 2**20))
-        ref = model_of(None)
-        with tempfile.TemporaryDirectory(prefix="ganpipe-upload-") as folder:
-            path = os.path.join(folder, "reference")
-            with open(path, "wb") as fh:
-                fh.write(data)
-            body = GenerateBody(count=count, seed=seed)
-            cfg = validate_config(_merged(_request_config(config, body), {"reference": [path]}),
-                                  "the request")  # fmt: skip
-            names, images = render_request(cfg, store, ref)
+        body = GenerateBody(count=count, seed=seed)
+        names, images = await run_in_threadpool(_from_reference, config, store, model_of(None),
+                                                body, data)  # fmt: skip
         if len(images) == 1:
             return Response(images[0], media_type="image/png")
         return _zip_response(zip(names, images), "images.zip")
+
+
+def _from_reference(config: Config, store: RunStore, model: ModelRef, body: GenerateBody,
+                    data: bytes) -> tuple[list[str], list]:  # fmt: skip
+    """``ganpipe generate --reference`` on uploaded bytes (held in a private temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="ganpipe-upload-") as folder:
+        path = os.path.join(folder, "reference")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        cfg = validate_config(_merged(_request_config(config, body), {"reference": [path]}),
+                              "the request")  # fmt: skip
+        return render_request(cfg, store, model)
 
 
 def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
@@ -413,10 +422,7 @@ def _manifest(store: RunStore, batch_id: str) -> pd.DataFrame:
 def _curation(store: RunStore, rel: str) -> dict[str, dict]:
     if not store.exists(rel):
         return {}
-    try:
-        frame = store.read_parquet(rel)
-    except StoreError:
-        raise
+    frame = store.read_parquet(rel)
     return {r["path"]: r for r in frame.astype(object).where(frame.notna(), None)
             .to_dict(orient="records")}  # fmt: skip
 

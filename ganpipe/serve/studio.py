@@ -101,7 +101,7 @@ def _batch_view(frame, page_no: int, show: str, sort: str | None) -> dict:
         return urlencode(values)
 
     return {"rows": shown.astype(object).where(shown.notna(), None).to_dict(orient="records"),
-            "scores": scores, "sortable": scores, "total": len(frame), "page": number,
+            "scores": scores, "total": len(frame), "page": number,
             "pages": pages, "query": query}  # fmt: skip
 
 

@@ -81,9 +81,10 @@ def start_for_retrain(config: Config, store: RunStore) -> str:
     if found is None or not found.store.exists(description):
         return SCRATCH
     meta = found.store.read_json(description)
-    same = meta.get("name") == config.model.generator and {
-        k: v for k, v in meta.get("options", {}).items() if k != "num_styles"
-    } == {"image_size": config.dataset.image_size, **config.model.generator_options}
+    wanted = {"image_size": config.dataset.image_size, **config.model.generator_options}
+    same = meta.get("name") == config.model.generator and _architecture(
+        meta.get("options", {})
+    ) == _architecture(wanted)
     if not same:
         log.info("the current model has another architecture: the challenger starts afresh")
     return "champion" if same else SCRATCH
@@ -120,8 +121,7 @@ def warm_start(nets, source: InitSource, table, config: Config, registry) -> dic
 
 def _check_compatible(meta: dict, options: dict, name: str, kind: str, model: ModelRef) -> None:
     """Same architecture, same options but for the number of styles."""
-    theirs = {k: v for k, v in meta["options"].items() if k != "num_styles"}
-    ours = {k: v for k, v in options.items() if k != "num_styles"}
+    theirs, ours = _architecture(meta["options"]), _architecture(options)
     if meta["name"] != name or theirs != ours:
         differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         what = f"{kind} options differ in {', '.join(differ)}: {theirs} vs {ours}"
@@ -132,6 +132,12 @@ def _check_compatible(meta: dict, options: dict, name: str, kind: str, model: Mo
             where="train.init",
             fix="use the start model's model.* settings, or train.init=scratch",
         )
+
+
+def _architecture(options: dict) -> dict:
+    """A network's constructor options but the number of styles, which a warm start may
+    change (new styles get rows of their own)."""
+    return {k: v for k, v in options.items() if k != "num_styles"}
 
 
 def _style_rows(module: torch.nn.Module) -> set[str]:
