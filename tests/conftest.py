@@ -146,6 +146,53 @@ def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     return root
 
 
+RANDOM_MODELS = {"dcgan": "v-dcgan-2", "stylegan": "v-stylegan-2", "embedding": "v-stylegan-3"}
+
+
+def random_models(root: Path) -> Path:
+    """The tiny demo and its styles at 16 px, with three untrained generators exported as
+    versions of model ``demo`` (``RANDOM_MODELS``: a DCGAN, which is current, a style
+    generator, and one taking a style embedding): for tests of what happens after training.
+    Weights are perturbed and batch norm statistics gathered, so images vary."""
+    import torch
+
+    from ganpipe.config import load_config
+    from ganpipe.data.dataset import load_dataset
+    from ganpipe.generation.models import promote
+    from ganpipe.registry import load_registry
+    from ganpipe.stages.ingest import ingest
+    from ganpipe.stages.styles import load_styles, styles
+    from ganpipe.store import RunStore, layout
+    from ganpipe.store.checkpoints import export_network
+
+    cfg = load_config(None, tiny_overrides(root))
+    store = RunStore.from_config(cfg)
+    ingest(cfg, store)
+    styles(cfg, store)
+    registry = load_registry(cfg)
+    dataset = load_dataset(store, cfg.dataset.name)
+    table, _ = load_styles(store, dataset.fingerprint, cfg.style.encoder)
+    num_styles = len(table.names)
+    for name, options in [("dcgan", {}), ("stylegan", {}),
+                          ("stylegan", {"style_embedding_dim": 64})]:  # fmt: skip
+        torch.manual_seed(0)
+        options = {"num_styles": num_styles, "image_size": 16, **options}
+        generator = registry.create("generator", name, **options)
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+            generator.train()
+            for _ in range(10):
+                generator(torch.randn(64, generator.z_dim), torch.randint(0, num_styles, (64,)))
+        version = f"v-{name}-{len(options)}"
+        meta = {"styles": table.to_json(), "dataset_fingerprint": dataset.fingerprint,
+                "version": version, "model": "demo", "steps": 0}  # fmt: skip
+        export_network(store, layout.model_dir("demo", version), "generator", name, options,
+                       generator.eval(), meta)  # fmt: skip
+    promote(store, "demo", RANDOM_MODELS["dcgan"])
+    return root
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     from ganpipe.config import load_config

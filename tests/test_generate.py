@@ -15,53 +15,23 @@ from typer.testing import CliRunner
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef, promote
+from ganpipe.generation.models import ModelRef
 from ganpipe.generation.render import RENDER_ROWS, latent
 from ganpipe.generation.request import BatchRequest
 from ganpipe.registry import load_registry
 from ganpipe.stages.generate import assemble_batch, generate, generate_chunk, plan_batch
-from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import StyleTable, load_styles, styles
+from ganpipe.stages.styles import StyleTable, load_styles
 from ganpipe.store import RunStore, layout
-from ganpipe.store.checkpoints import export_network
-from tests.conftest import tiny_overrides
+from tests.conftest import RANDOM_MODELS, random_models, tiny_overrides
 
 NUM_STYLES = 6
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    """The demo dataset and its styles at 16 px, with an untrained DCGAN (current) and an
-    untrained style generator exported beside it: generation does not care about training."""
-    root = tmp_path_factory.mktemp("generate") / "store"
-    cfg = load_config(None, tiny_overrides(root))
-    store = RunStore.from_config(cfg)
-    ingest(cfg, store)
-    styles(cfg, store)
-    registry = load_registry(cfg)
-    dataset = load_dataset(store, cfg.dataset.name)
-    table, _ = load_styles(store, dataset.fingerprint, cfg.style.encoder)
-    for name, options in [
-        ("dcgan", {}),
-        ("stylegan", {}),
-        ("stylegan", {"style_embedding_dim": 64}),
-    ]:
-        torch.manual_seed(0)
-        options = {"num_styles": NUM_STYLES, "image_size": 16, **options}
-        generator = registry.create("generator", name, **options)
-        with torch.no_grad():  # random weights, batch norm statistics to match: varied images
-            for p in generator.parameters():
-                p.add_(torch.randn_like(p) * 0.05)
-            generator.train()
-            for _ in range(10):
-                generator(torch.randn(64, generator.z_dim), torch.randint(0, NUM_STYLES, (64,)))
-        version = f"v-{name}-{len(options)}"
-        meta = {"styles": table.to_json(), "dataset_fingerprint": dataset.fingerprint,
-                "version": version, "model": "demo", "steps": 0}  # fmt: skip
-        export_network(store, layout.model_dir("demo", version), "generator", name, options,
-                       generator.eval(), meta)  # fmt: skip
-    promote(store, "demo", "v-dcgan-2")
-    return root
+    """The demo dataset and its styles at 16 px, with untrained generators (``random_models``):
+    generation does not care about training."""
+    return random_models(tmp_path_factory.mktemp("generate") / "store")
 
 
 def cfg_for(root, *extra):
@@ -69,8 +39,7 @@ def cfg_for(root, *extra):
 
 
 def model(root, name: str) -> ModelRef:
-    versions = {"dcgan": "v-dcgan-2", "stylegan": "v-stylegan-2", "embedding": "v-stylegan-3"}
-    return ModelRef(RunStore(str(root)), layout.model_dir("demo", versions[name]))
+    return ModelRef(RunStore(str(root)), layout.model_dir("demo", RANDOM_MODELS[name]))
 
 
 def files(store: RunStore, folder: str) -> dict[str, bytes]:

@@ -58,11 +58,15 @@ class StyledLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(cout))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         x = self.conv(x, w)
-        if self.training:  # noise helps training; generation stays a pure function of the seed
+        if noise is not None:  # given (a projection's optimised noise): (N or 1, 1, H, W)
+            x = x + self.noise_strength * noise
+        elif self.training:  # noise helps training; generation stays a pure function of seeds
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
             x = x + self.noise_strength * noise
         x = x + self.bias[None, :, None, None]
@@ -126,18 +130,28 @@ class StyleGenerator(nn.Module):
         """The intermediate code ``w`` (style mixing and truncation work on it)."""
         return self.map_latent(z, self.condition(style, style_embedding))
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
+    def noise_shapes(self) -> list[tuple[int, int]]:
+        """(H, W) of each layer's noise input, in layer order: what ``synthesis(w, noise)``
+        takes and a projection optimises (generation itself adds no noise)."""
+        return [(4 * 2 ** ((i + 1) // 2),) * 2 for i in range(len(self.layers))]
+
+    def synthesis(self, w: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Image from ``w`` (N, w_dim), or one ``w`` per level (N, num_levels, w_dim) to mix
-        styles: coarse levels from one code, fine levels from another."""
+        styles: coarse levels from one code, fine levels from another. ``noise`` (optional,
+        shapes from ``noise_shapes``) is per-pixel detail, as in training."""
 
         def at(level: int) -> torch.Tensor:
             return w if w.ndim == 2 else w[:, level]
 
+        def nz(i: int) -> torch.Tensor | None:
+            return None if noise is None else noise[i]
+
         x = self.const.expand(w.shape[0], -1, -1, -1)
-        x = self.layers[0](x, at(0))
+        x = self.layers[0](x, at(0), nz(0))
         rgb = self.to_rgb[0](x, at(0))
         for i in range(1, len(self.to_rgb)):
-            x = self.layers[2 * i](self.layers[2 * i - 1](x, at(i)), at(i))
+            x = self.layers[2 * i - 1](x, at(i), nz(2 * i - 1))
+            x = self.layers[2 * i](x, at(i), nz(2 * i))
             rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
             rgb = rgb + self.to_rgb[i](x, at(i))
         return rgb

@@ -14,6 +14,7 @@ import typer
 
 from ganpipe.cli import batches, flows, stages, tools
 from ganpipe.cli.common import debug
+from ganpipe.cli.export import export
 from ganpipe.cli.generate import generate
 from ganpipe.cli.serve import serve
 
@@ -44,6 +45,7 @@ app.command()(generate)
 app.command(name="filter")(batches.filter_)
 app.command()(batches.report)
 app.command()(stages.evaluate)
+app.command()(export)
 app.command()(serve)
 app.command()(tools.plugins)
 app.command()(flows.deploy)

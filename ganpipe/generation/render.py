@@ -30,12 +30,28 @@ RENDER_ROWS = 32  # rows of every forward pass (a good size for CPU caches, too)
 MEAN_W_SAMPLES = 2048  # latents averaged for a style's mean code (truncation)
 MEAN_W_SEED = 12345  # ...drawn from this seed, so the mean is the same in every process
 REFERENCE = -1  # style index of jobs conditioned on the reference images' style code
-_MEAN_W: dict[tuple[str, str], dict[bytes, torch.Tensor]] = {}  # model -> condition -> mean w
+_MEAN_W: dict[tuple[str, str], torch.Tensor] = {}  # model -> per-style mean codes (S, w_dim)
 
 
 def latent(seed: int, z_dim: int) -> torch.Tensor:
     """Seed ``seed``'s latent: the same in every process and whatever else is rendered."""
     return torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def style_means(generator: torch.nn.Module, num_styles: int) -> torch.Tensor:
+    """Each style's mean intermediate code (S, w_dim), the centre truncation pulls toward:
+    ``map_latent`` of ``MEAN_W_SAMPLES`` fixed latents, averaged. A blend of styles is pulled
+    toward the same blend of these means, so the table is all an exported model needs to
+    truncate exactly as ganpipe does."""
+    seeded = torch.Generator().manual_seed(MEAN_W_SEED)
+    fixed = torch.randn(MEAN_W_SAMPLES, generator.z_dim, generator=seeded)
+    rows = []
+    with torch.no_grad():
+        for s in range(num_styles):
+            onehot = torch.nn.functional.one_hot(torch.tensor(s), num_styles).float()
+            cond = generator.condition(onehot.expand(MEAN_W_SAMPLES, -1))
+            rows.append(generator.map_latent(fixed, cond).mean(0))
+    return torch.stack(rows)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -126,7 +142,7 @@ class Renderer:
         self.code = plan.reference
         dim = getattr(generator, "style_embedding_dim", 0) or 0
         self.embedding = torch.tensor(self.code.embedding) if self.code and dim else None
-        self.means = _MEAN_W.setdefault((plan.model.uri, plan.meta.get("version", "")), {})
+        self.model_key = (plan.model.uri, plan.meta.get("version", ""))
 
     @torch.inference_mode()
     def render(self, jobs: list[Job]) -> np.ndarray:
@@ -145,22 +161,26 @@ class Renderer:
             z = z * self.psi  # no mapping network: truncate toward the latent mean, 0
         if not self.conditioned:
             return self.g(z, torch.tensor([j.s_from for j in jobs]))
-        cond = self._condition(jobs)
+        weights = self._weights(jobs)
+        cond = self._condition(jobs, weights)
         if not self.mapped:
             return self.g.render(z, cond)
-        w = self._truncate(self.g.map_latent(z, cond), cond)
+        w = self._truncate(self.g.map_latent(z, cond), weights)
         if self.mix:
-            w = self._mixed(w, z, cond)
+            w = self._mixed(w, z, cond, weights)
         return self.g.synthesis(w)
 
-    def _mixed(self, w: torch.Tensor, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _mixed(
+        self, w: torch.Tensor, z: torch.Tensor, cond: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """Per-level codes: ``w`` below the crossover, the mixing code from it on."""
         mix = self.mix
         z2 = z if mix.seed is None else latent(mix.seed, self.g.z_dim).expand_as(z)
-        cond2 = cond
+        cond2, weights2 = cond, weights
         if self.mix_style is not None:
+            weights2 = self._onehot(torch.full((len(z),), self.mix_style))
             cond2 = self.g.condition(torch.full((len(z),), self.mix_style))
-        w2 = self._truncate(self.g.map_latent(z2, cond2), cond2)
+        w2 = self._truncate(self.g.map_latent(z2, cond2), weights2)
         cut = mix.crossover
         return torch.stack([w if level < cut else w2 for level in range(self.g.num_levels)], 1)
 
@@ -170,31 +190,32 @@ class Renderer:
             return latent(job.z_from, z_dim)
         return slerp(latent(job.z_from, z_dim), latent(job.z_to, z_dim), job.t)
 
-    def _condition(self, jobs: list[Job]) -> torch.Tensor:
-        if all(j.s_from == j.s_to >= 0 for j in jobs):  # one style each: by index
-            return self.g.condition(torch.tensor([j.s_from for j in jobs]))
+    def _onehot(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(index, self.num_styles).float()
+
+    def _weights(self, jobs: list[Job]) -> torch.Tensor:
+        """Each job's weights over the styles (N, S): one-hot for a plain style."""
 
         def weights(index: int) -> torch.Tensor:
             if index == REFERENCE:
                 return torch.tensor(self.code.weights)
-            return torch.nn.functional.one_hot(torch.tensor(index), self.num_styles).float()
+            return self._onehot(torch.tensor(index))
 
-        blend = torch.stack([torch.lerp(weights(j.s_from), weights(j.s_to), j.t) for j in jobs])
+        return torch.stack([torch.lerp(weights(j.s_from), weights(j.s_to), j.t) for j in jobs])
+
+    def _condition(self, jobs: list[Job], weights: torch.Tensor) -> torch.Tensor:
+        if all(j.s_from == j.s_to >= 0 for j in jobs):  # one style each: by index
+            return self.g.condition(torch.tensor([j.s_from for j in jobs]))
         embedding = None if self.embedding is None else self.embedding.expand(len(jobs), -1)
-        return self.g.condition(blend, embedding)
+        return self.g.condition(weights, embedding)
 
-    def _truncate(self, w: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Pull ``w`` toward the mean code of its own conditioning (its style's mean)."""
+    def _truncate(self, w: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Pull ``w`` toward the mean code of its styles (a blend: the blend of their means)."""
         if self.psi == 1.0:
             return w
-        keys = [row.numpy().tobytes() for row in cond]
-        for key, row in zip(keys, cond):
-            if key not in self.means:
-                seeded = torch.Generator().manual_seed(MEAN_W_SEED)
-                fixed = torch.randn(MEAN_W_SAMPLES, self.g.z_dim, generator=seeded)
-                self.means[key] = self.g.map_latent(fixed, row.expand(len(fixed), -1)).mean(0)
-        mean = torch.stack([self.means[k] for k in keys])
-        return torch.lerp(mean, w, self.psi)
+        if self.model_key not in _MEAN_W:
+            _MEAN_W[self.model_key] = style_means(self.g, self.num_styles)
+        return torch.lerp(weights @ _MEAN_W[self.model_key], w, self.psi)
 
 
 # What a generator supports ---------------------------------------------------------------------
