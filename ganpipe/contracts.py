@@ -111,12 +111,30 @@ class MixingGenerator(MappedGenerator, Protocol):
 
 
 @runtime_checkable
+class NoiseInputs(MappedGenerator, Protocol):
+    """A mapped generator with per-pixel noise inputs: ``noise_shapes()`` gives each layer's
+    (H, W) and ``synthesis(w, noise)`` takes one map per layer ((N or 1, 1, H, W)). A
+    projection optimises them with the codes (the StyleGAN2 projector's noise)."""
+
+    def noise_shapes(self) -> list[tuple[int, int]]: ...
+
+
+@runtime_checkable
 class Discriminator(Protocol):
     """A ``torch.nn.Module`` whose ``forward(images, style)`` maps images ``(N, 3, H, W)`` in
     ``[-1, 1]`` and style indices ``(N,)`` to one realism logit per image, shape ``(N,)``
     (higher: more real). The realism quality filter reuses it."""
 
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class FeatureDiscriminator(Discriminator, Protocol):
+    """A discriminator that shows its intermediate activations: ``feature_maps(images)``
+    returns a list of (N, C, H, W) tensors. A projection compares images in these features as
+    well as in pixels (a perceptual distance learnt from the run's own data)."""
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 # Training --------------------------------------------------------------------------------------
@@ -372,12 +390,14 @@ __all__ = [
     "ComponentFactory",
     "ConditionalGenerator",
     "Discriminator",
+    "FeatureDiscriminator",
     "DiscriminatorPenalty",
     "Generator",
     "LogitPenalty",
     "Loss",
     "MappedGenerator",
     "MixingGenerator",
+    "NoiseInputs",
     "QualityFilter",
     "Regulariser",
     "ReportsMetrics",

@@ -258,6 +258,16 @@ class DCGANDiscriminator(nn.Module):
         if spectral_norm:
             apply_spectral_norm(self)
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each layer, finest first: what a projection compares (the
+        image fills every slot of a pack)."""
+        x, maps = images.repeat(1, self.pack, 1, 1), []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(x)
+        return maps
+
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
         packed, styles = pack_images(images, style, self.pack)

@@ -202,6 +202,15 @@ class ResidualDiscriminator(nn.Module):
         if spectral_norm:
             apply_spectral_norm(self)
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each residual block, finest first: what a projection compares (the
+        image fills every slot of a pack)."""
+        x, maps = self.from_rgb(images.repeat(1, self.pack, 1, 1)), []
+        for block in self.blocks:
+            x = block(x)
+            maps.append(x)
+        return maps
+
     def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
         packed, styles = pack_images(images, style, self.pack)

@@ -16,6 +16,7 @@ from ganpipe.cli import batches, flows, stages, tools
 from ganpipe.cli.common import debug
 from ganpipe.cli.export import export
 from ganpipe.cli.generate import generate
+from ganpipe.cli.project import project
 from ganpipe.cli.serve import serve
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command(name="filter")(batches.filter_)
 app.command()(batches.report)
 app.command()(stages.evaluate)
 app.command()(export)
+app.command()(project)
 app.command()(serve)
 app.command()(tools.plugins)
 app.command()(flows.deploy)

@@ -23,7 +23,9 @@ def export(
         "float", "--output", help="float: NCHW in [-1, 1]; uint8: NHWC pixels."
     ),
     out_uri: Optional[str] = typer.Option(
-        None, "--out", help="Folder (path or URI) for the file and model-card.json; "
+        None,
+        "--out",
+        help="Folder (path or URI) for the file and model-card.json; "
         "default: export/<format> inside the model version.",
     ),  # fmt: skip
     licence: Optional[str] = typer.Option(

@@ -44,6 +44,8 @@ OPTION_KEYS: dict[str, tuple[str, str]] = {
     "--mix-style": ("mixing.style", "give a style name or index"),
     "--mix-seed": ("mixing.seed", "give a whole number of at least 0"),
     "--crossover": ("mixing.crossover", "give a level: 0 (4x4), 1 (8x8), ..."),
+    "--around": ("around", "give the path or URI of a code.npz from 'ganpipe project'"),
+    "--spread": ("spread", "give a number from 0 (the projected image) to 1 (any sample)"),
 }
 
 
@@ -151,6 +153,12 @@ MixSeedOpt = typer.Option(
 CrossoverOpt = typer.Option(
     None, "--crossover", min=0, help="Style mixing: first level (4x4 = 0) mixed in."
 )
+AroundOpt = typer.Option(
+    None, "--around", help="Variations of a projected code (code.npz from 'ganpipe project')."
+)
+SpreadOpt = typer.Option(
+    None, "--spread", help="How far variations go: 0 = the projected image, 1 = any sample."
+)
 OutOpt = typer.Option(
     None, "--out", help="Store URI to write the batch to; default: the run store."
 )
@@ -173,10 +181,13 @@ def generate(
     mix_style: Optional[str] = MixStyleOpt,
     mix_seed: Optional[int] = MixSeedOpt,
     crossover: Optional[int] = CrossoverOpt,
+    around: Optional[str] = AroundOpt,
+    spread: Optional[float] = SpreadOpt,
     out_uri: Optional[str] = OutOpt,
 ) -> None:
     """Generate samples per style from the current (or given) model into a batch; or an
-    interpolation (frames, strip.png, animation.gif); or samples in a reference image's style."""
+    interpolation (frames, strip.png, animation.gif); or samples in a reference image's style;
+    or variations of a projected real image (--around)."""
 
     def body():
         from ganpipe.errors import ConfigError
@@ -190,7 +201,7 @@ def generate(
             "--between-styles": between_styles, "--between-seeds": between_seeds,
             "--frames": frames, "--reference": list(reference) if reference else None,
             "--temperature": temperature, "--mix-style": mix_style, "--mix-seed": mix_seed,
-            "--crossover": crossover,
+            "--crossover": crossover, "--around": around, "--spread": spread,
         }  # fmt: skip
         # 2. The config, with the options on top of its generate section
         cfg = with_generate_options(load(config, set_), values)

@@ -192,6 +192,8 @@ class GenerateConfig(Section):
     interpolate: InterpolateConfig | None = None  # frames between two styles and/or seeds
     reference: list[str] = Field(default_factory=list)  # reference images (paths or URIs)
     reference_temperature: float = Field(0.1, gt=0)  # blend of styles near the reference
+    around: str | None = None  # a projected code (.npz from `ganpipe project`): its variations
+    spread: float = Field(0.3, ge=0.0, le=1.0)  # how far variations go: 0 = the code itself
     format: Literal["png", "webp", "jpeg"] = "png"
     quality: int = Field(95, ge=1, le=100)  # for webp and jpeg
     png_level: int = Field(6, ge=0, le=9)  # PNG compression: 1 fastest, 9 smallest
@@ -230,6 +232,19 @@ class FilterConfig(Section):
         if not _KEEP.match(v):
             raise ValueError("must be 'pass' or 'top_k:<n>' with n >= 1")
         return v
+
+
+class ProjectConfig(Section):
+    # finding the code that reproduces a real image (`ganpipe project`)
+    steps: int = Field(300, ge=1, le=100_000)  # optimisation steps per image
+    seed: int = Field(0, ge=0)  # starting candidates and injected noise
+    candidates: int = Field(16, ge=1, le=1024)  # random starts tried before optimising the best
+    lr: float = Field(0.1, gt=0, le=10)  # peak learning rate (ramped up, then down)
+    w_plus_from: float = Field(0.5, ge=0.0, le=1.0)  # stylegan: share of steps in W before W+
+    pixel_weight: float = Field(1.0, ge=0)  # loss terms: mean squared pixel difference...
+    feature_weight: float = Field(0.1, ge=0)  # ...discriminator features (normalised)...
+    style_weight: float = Field(0.05, ge=0)  # ...and distance in the style encoder's space
+    noise_weight: float = Field(1e3, ge=0)  # stylegan: keeps optimised noise maps noise-like
 
 
 class EvaluateConfig(Section):
@@ -297,6 +312,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)

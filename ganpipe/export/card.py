@@ -44,7 +44,7 @@ def _inputs(graph: GeneratorGraph, z_dim: int, num_styles: int) -> list[dict[str
         rows.append({"name": "style_embedding", "shape": ["N", graph.embedding_dim],
                      "dtype": "float32",
                      "meaning": "continuous style code from the model's style encoder (a "
-                                "reference image's embedding); a row of zeros means none"})  # fmt: skip
+                                "reference image's embedding); zeros mean none"})  # fmt: skip
     return rows
 
 
@@ -103,8 +103,11 @@ def model_card(
         "inputs": _inputs(graph, z_dim, len(table.names)),
         "output": _output(graph, size),
         "truncation": "built in: "
-        + ("w is pulled toward the style weights' blend of the per-style mean codes"
-           if graph.mapped else "z is scaled by psi"),  # fmt: skip
+        + (
+            "w is pulled toward the style weights' blend of the per-style mean codes"
+            if graph.mapped
+            else "z is scaled by psi"
+        ),  # fmt: skip
         "seeds": "ganpipe's seed s is torch.randn(z_dim, generator=torch.Generator()."
         "manual_seed(s)); any standard normal z works",
         "training_data": {

@@ -25,8 +25,9 @@ import torch
 from ganpipe.config import GenerateConfig
 from ganpipe.data.images import encode
 from ganpipe.generation.models import ModelRef
-from ganpipe.generation.render import REFERENCE, RENDER_ROWS, Renderer, StyleCode
+from ganpipe.generation.render import PROJECTED, REFERENCE, RENDER_ROWS, Renderer, StyleCode
 from ganpipe.generation.request import BatchRequest
+from ganpipe.projection.codes import ProjectedCode
 from ganpipe.registry import Registry
 from ganpipe.stages.styles import StyleTable
 from ganpipe.store import RunStore, layout
@@ -67,6 +68,7 @@ class BatchPlan:
     jobs: list[Job]
     chunk_size: int
     reference: StyleCode | None = field(default=None, repr=False)
+    projected: ProjectedCode | None = field(default=None, repr=False)  # generate.around
 
     @property
     def files(self) -> layout.BatchFiles:
@@ -90,8 +92,10 @@ class BatchPlan:
 
 def jobs_for(request: BatchRequest, table: StyleTable, code: StyleCode | None) -> list[Job]:
     """The images of a request, in manifest order: the frames of an interpolation, the samples
-    in the reference's style, or each style's samples."""
+    in the reference's style, variations of a projected code, or each style's samples."""
     fmt = request.format
+    if request.around:
+        return _around_jobs(request, table)
     if request.interpolate is not None:
         spec = request.interpolate
         (a, b), (sa, sb), n = spec.styles, spec.seeds, spec.frames
@@ -111,6 +115,26 @@ def jobs_for(request: BatchRequest, table: StyleTable, code: StyleCode | None) -
         Job.plain(f"images/{name}/{s:08d}.{fmt}", name, s, table.names.index(name))
         for name in request.styles
         for s in request.seeds_for(request.count(name))
+    ]
+
+
+def _around_jobs(request: BatchRequest, table: StyleTable) -> list[Job]:
+    """A projected code's variations (seed ``s``: ``spread`` of the way from the code to
+    ``s``'s sample in the code's styles), or frames from the code to a style and seed."""
+    fmt, nearest = request.format, request.styles[0]
+    if request.interpolate is not None:
+        spec = request.interpolate
+        end, seed, n = spec.styles[1], spec.seeds[1], spec.frames
+        target = table.names.index(end)
+        return [
+            Job(f"images/frames/{i:04d}.{fmt}", nearest if i / (n - 1) < 0.5 else end, seed,
+                PROJECTED, seed, PROJECTED, target, i / (n - 1))
+            for i in range(n)
+        ]  # fmt: skip
+    spread = float(request.spread or 0.0)
+    return [
+        Job(f"images/around/{s:08d}.{fmt}", nearest, s, PROJECTED, s, PROJECTED, PROJECTED, spread)
+        for s in request.seeds_for(request.per_style)
     ]
 
 

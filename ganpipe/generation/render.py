@@ -30,6 +30,7 @@ RENDER_ROWS = 32  # rows of every forward pass (a good size for CPU caches, too)
 MEAN_W_SAMPLES = 2048  # latents averaged for a style's mean code (truncation)
 MEAN_W_SEED = 12345  # ...drawn from this seed, so the mean is the same in every process
 REFERENCE = -1  # style index of jobs conditioned on the reference images' style code
+PROJECTED = -2  # latent and style index of jobs starting from a projected code (around)
 _MEAN_W: dict[tuple[str, str], torch.Tensor] = {}  # model -> per-style mean codes (S, w_dim)
 
 
@@ -80,36 +81,62 @@ class StyleCode:
     nearest: str
 
 
+def decode_for_model(config: Config, meta: dict, uris: list[str], data: list[bytes],
+                     where: str, what: str) -> np.ndarray:  # fmt: skip
+    """Images as the model sees them (its image size, the dataset's decode settings):
+    (N, H, W, 3) uint8. One that cannot be used is a config error naming it and ``where``."""
+    from ganpipe.data.decode import Rejected, decode_image
+    from ganpipe.stages.ingest import decode_settings
+
+    size = meta.get("options", {}).get("image_size", config.dataset.image_size)
+    settings = replace(decode_settings(config), image_size=size)
+    pixels = []
+    for uri, raw in zip(uris, data):
+        decoded = decode_image(raw, settings)
+        if isinstance(decoded, Rejected):
+            raise ConfigError(
+                f"{what} {uri} cannot be used: {decoded.reason} ({decoded.detail})",
+                where=where,
+                fix="give a readable image file of at least dataset.min_size pixels",
+            )
+        pixels.append(decoded.pixels)
+    return np.stack(pixels)
+
+
+def model_encoder(
+    config: Config, store: RunStore, registry: Registry, meta: dict, table: StyleTable
+) -> torch.nn.Module:
+    """The style encoder the model's styles were found with, with the weights it had."""
+    size = meta.get("options", {}).get("image_size", config.dataset.image_size)
+    dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
+    return encoder_for(registry, dataset, table.encoder, table.encoder_options, size)
+
+
+def centroid_spread(table: StyleTable) -> torch.Tensor:
+    """The mean distance between style centroids: the unit distances in the encoder's space
+    are measured in, so temperatures and weights mean the same whatever its scale."""
+    return torch.pdist(table.centroids).mean() if len(table.names) > 1 else torch.tensor(1.0)
+
+
+def soft_weights(table: StyleTable, embedding: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Weights over the styles (S,) from an embedding's distances to the style centroids."""
+    distances = (table.centroids - embedding).norm(dim=1)
+    return torch.softmax(-distances / (centroid_spread(table) * temperature), dim=0)
+
+
 def reference_code(
     config: Config, store: RunStore, registry: Registry, meta: dict, table: StyleTable
 ) -> StyleCode:
     """The style of the reference images, as the model's style encoder sees it: their mean
-    embedding, and soft weights over the styles from its distances to the style centroids.
-    Distances are measured in units of the mean distance between centroids, so the
-    temperature means the same whatever the encoder's scale."""
-    from ganpipe.data.decode import Rejected, decode_image
-    from ganpipe.stages.ingest import decode_settings
-
+    embedding, and soft weights over the styles from its distances to the style centroids
+    (``soft_weights``)."""
     g = config.generate
-    size = meta.get("options", {}).get("image_size", config.dataset.image_size)
-    settings = replace(decode_settings(config), image_size=size)
-    pixels = []
-    for uri, data in zip(g.reference, reference_bytes(g.reference)):
-        decoded = decode_image(data, settings)
-        if isinstance(decoded, Rejected):
-            raise ConfigError(
-                f"the reference image {uri} cannot be used: {decoded.reason} ({decoded.detail})",
-                where="generate.reference",
-                fix="give a readable image file of at least dataset.min_size pixels",
-            )
-        pixels.append(decoded.pixels)
-    dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
-    encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options, size)
-    embedding = embed(encoder, np.stack(pixels)).mean(0)
-    distances = (table.centroids - embedding).norm(dim=1)
-    spread = torch.pdist(table.centroids).mean() if len(table.names) > 1 else torch.tensor(1.0)
-    weights = torch.softmax(-distances / (spread * g.reference_temperature), dim=0)
-    nearest = table.names[int(distances.argmin())]
+    what, where = "the reference image", "generate.reference"
+    pixels = decode_for_model(config, meta, g.reference, reference_bytes(g.reference), where, what)
+    encoder = model_encoder(config, store, registry, meta, table)
+    embedding = embed(encoder, pixels).mean(0)
+    weights = soft_weights(table, embedding, g.reference_temperature)
+    nearest = table.names[int(weights.argmax())]
     return StyleCode(weights.tolist(), embedding.tolist(), nearest)
 
 
@@ -143,6 +170,7 @@ class Renderer:
         dim = getattr(generator, "style_embedding_dim", 0) or 0
         self.embedding = torch.tensor(self.code.embedding) if self.code and dim else None
         self.model_key = (plan.model.uri, plan.meta.get("version", ""))
+        self.projected = _ProjectedTensors(plan.projected) if plan.projected else None
 
     @torch.inference_mode()
     def render(self, jobs: list[Job]) -> np.ndarray:
@@ -155,6 +183,8 @@ class Renderer:
         return np.concatenate(out)
 
     def _images(self, jobs: list[Job]) -> torch.Tensor:
+        if self.projected is not None:
+            return self._from_projected(jobs)
         z_dim = self.g.z_dim
         z = torch.stack([self._latent(j, z_dim) for j in jobs])
         if not self.mapped and self.psi != 1.0:
@@ -184,6 +214,31 @@ class Renderer:
         cut = mix.crossover
         return torch.stack([w if level < cut else w2 for level in range(self.g.num_levels)], 1)
 
+    def _from_projected(self, jobs: list[Job]) -> torch.Tensor:
+        """Each job ``t`` of the way from the projected code to seed ``z_to``'s code in style
+        ``s_to`` (``PROJECTED``: the code's styles): slerp in z, or lerp of every level's w
+        (the projection's noise fading out along the way)."""
+        code, z_dim = self.projected, self.g.z_dim
+        t = torch.tensor([j.t for j in jobs])
+        ends = torch.stack([latent(j.z_to, z_dim) for j in jobs])
+        if not self.mapped:
+            z = torch.stack([slerp(code.z, end, j.t) for end, j in zip(ends, jobs)])
+            z = z * self.psi if self.psi != 1.0 else z
+            return self.g.render(z, self.g.condition(self._weights(jobs)))
+        end_weights = self._weights([replace(j, s_from=j.s_to, t=0.0) for j in jobs])
+        end_cond = self.g.condition(end_weights)
+        w_end = self._truncate(self.g.map_latent(ends, end_cond), end_weights)
+        levels = code.w.shape[0]
+        w = torch.lerp(code.w.expand(len(jobs), -1, -1), w_end[:, None].expand(-1, levels, -1),
+                       t[:, None, None])  # fmt: skip
+        if self.mix:
+            w2 = self._mixed(w_end, ends, end_cond, end_weights)[:, -1]
+            w = torch.stack([w[:, i] if i < self.mix.crossover else w2 for i in range(levels)], 1)
+        if not code.noise:
+            return self.g.synthesis(w)
+        fade = (1.0 - t)[:, None, None, None]
+        return self.g.synthesis(w, [n[None, None] * fade for n in code.noise])
+
     @staticmethod
     def _latent(job: Job, z_dim: int) -> torch.Tensor:
         if job.z_from == job.z_to:
@@ -199,6 +254,8 @@ class Renderer:
         def weights(index: int) -> torch.Tensor:
             if index == REFERENCE:
                 return torch.tensor(self.code.weights)
+            if index == PROJECTED:
+                return self.projected.style
             return self._onehot(torch.tensor(index))
 
         return torch.stack([torch.lerp(weights(j.s_from), weights(j.s_to), j.t) for j in jobs])
@@ -218,6 +275,17 @@ class Renderer:
         return torch.lerp(weights @ _MEAN_W[self.model_key], w, self.psi)
 
 
+class _ProjectedTensors:
+    """A projected code's arrays as tensors."""
+
+    def __init__(self, code):
+        self.kind = code.kind
+        self.style = torch.from_numpy(code.style)
+        self.z = None if code.z is None else torch.from_numpy(code.z)
+        self.w = None if code.w is None else torch.from_numpy(code.w)
+        self.noise = [torch.from_numpy(n) for n in code.noise]
+
+
 # What a generator supports ---------------------------------------------------------------------
 
 
@@ -230,6 +298,8 @@ def check_support(generator: torch.nn.Module, plan: BatchPlan) -> None:
     name = plan.meta.get("name", type(generator).__name__)
     _check_blending(generator, plan, name)
     _check_mixing(generator, plan, name)
+    if plan.projected is not None:
+        _check_projected(generator, plan.projected, name)
     dim = getattr(generator, "style_embedding_dim", 0) or 0
     if plan.reference is not None and dim and dim != len(plan.reference.embedding):
         raise ConfigError(
@@ -268,4 +338,29 @@ def _check_mixing(generator: torch.nn.Module, plan: BatchPlan, name: str) -> Non
             "of this generator",
             where="generate.mixing.crossover",
             fix=f"use 0 to {levels} (4x4 is level 0, 8x8 level 1, ...)",
+        )
+
+
+def _check_projected(generator: torch.nn.Module, code, name: str) -> None:
+    """A code of the wrong kind or shape for this generator is a config error naming both."""
+    if code.kind == "w+":
+        levels, width = getattr(generator, "num_levels", 0), getattr(generator, "w_dim", None)
+        fits = _has(generator, "condition", "map_latent", "synthesis") and code.w is not None
+        fits = fits and tuple(code.w.shape) == (levels, width or code.w.shape[1])
+        shapes = getattr(generator, "noise_shapes", None)
+        fits = fits and (
+            not code.noise
+            or (
+                callable(shapes)
+                and [tuple(n.shape) for n in code.noise] == list(map(tuple, shapes()))
+            )
+        )
+    else:
+        fits = _has(generator, "condition", "render") and code.z is not None
+        fits = fits and tuple(code.z.shape) == (generator.z_dim,)
+    if not fits:
+        raise ConfigError(
+            f"the projected code ({code.kind}) does not fit generator {name!r}",
+            where="generate.around",
+            fix="project the image again with this model ('ganpipe project')",
         )

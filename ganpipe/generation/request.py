@@ -63,6 +63,8 @@ class BatchRequest:
     reference_temperature: float | None = None  # set with ``reference`` only
     interpolate: Interpolation | None = None
     counts: tuple[tuple[str, int], ...] | None = None  # (style, samples), overriding per_style
+    around: str | None = None  # SHA-256 of a projected code: variations of (or frames from) it
+    spread: float | None = None  # set with ``around`` only
 
     # 1. From the config -------------------------------------------------------------------
 
@@ -87,6 +89,29 @@ class BatchRequest:
             truncation=g.truncation,
             mixing=_mixing(g, table),
         )
+        if g.around:
+            if g.reference:
+                raise ConfigError(
+                    "generate.around and generate.reference cannot be combined",
+                    where="generate.around",
+                    fix="vary the projected code, or generate in the reference's style",
+                )
+            from ganpipe.projection.codes import ProjectedCode
+
+            data = around_bytes(g.around)
+            code = ProjectedCode.from_bytes(data, "generate.around")
+            nearest = table.names[min(code.nearest, len(table.names) - 1)]
+            request = replace(request, styles=(nearest,), around=sha256_bytes(data),
+                              spread=g.spread, counts=None)  # fmt: skip
+            if g.interpolate is not None:  # frames from the code to a style and seed
+                spec = g.interpolate
+                end = spec.styles[-1] if spec.styles else nearest
+                end = _style_name(table, end, "generate.interpolate.styles")
+                seed = spec.seeds[-1] if spec.seeds else g.seed
+                frames = Interpolation((nearest, end), (seed, seed), spec.frames, spec.frame_ms)
+                styles = tuple(dict.fromkeys((nearest, end)))
+                return replace(request, styles=styles, interpolate=frames)
+            return request
         if g.reference:
             if g.interpolate is not None:
                 raise ConfigError(
@@ -123,6 +148,9 @@ class BatchRequest:
         if self.mixing is not None:
             m = self.mixing
             data["mixing"] = {"style": m.style, "seed": m.seed, "crossover": m.crossover}
+        if self.around:
+            data["around"] = self.around
+            data["spread"] = self.spread
         if self.reference:
             data["reference"] = list(self.reference)
             data["reference_temperature"] = self.reference_temperature
@@ -189,6 +217,12 @@ def reference_bytes(uris: list[str]) -> list[bytes]:
     fix = "give the path or URI of an image file"
     what, where = "the reference image", "generate.reference"
     return [read_uri(uri, what=what, where=where, fix=fix) for uri in uris]
+
+
+def around_bytes(uri: str) -> bytes:
+    """The projected code's bytes (their hash names the batch; planning reads the code)."""
+    fix = "give the path or URI of a code.npz written by 'ganpipe project'"
+    return read_uri(uri, what="the projected code", where="generate.around", fix=fix)
 
 
 def _style_name(table: StyleTable, ref: str | int, where: str) -> str:

@@ -33,7 +33,7 @@ from ganpipe.generation.chunks import (
 )
 from ganpipe.generation.models import ModelRef, current_model, generator_meta
 from ganpipe.generation.render import reference_code
-from ganpipe.generation.request import BatchRequest, Interpolation
+from ganpipe.generation.request import BatchRequest, Interpolation, around_bytes
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.styles import StyleTable
@@ -101,9 +101,11 @@ def plan_batch(
     table = StyleTable.from_json(meta["styles"])
     # 2. The request, and the reference images' style code if it has some
     request = BatchRequest.from_config(config.generate, table, styles)
-    code = None
+    code = projected = None
     if request.reference:
         code = reference_code(config, store, registry or load_registry(config), meta, table)
+    if request.around:
+        projected = projected_code(config.generate.around, meta, table)
     # 3. The images, one job each
     jobs = jobs_for(request, table, code)
     if not jobs:
@@ -115,7 +117,16 @@ def plan_batch(
     batch_id = request.batch_id(meta)
     folder = layout.batch_dir(batch_id)
     size = config.generate.chunk_size
-    return BatchPlan(model, meta, table, request, batch_id, folder, jobs, size, code)
+    return BatchPlan(model, meta, table, request, batch_id, folder, jobs, size, code, projected)
+
+
+def projected_code(uri: str, meta: dict, table: StyleTable):
+    """The code ``generate.around`` names, checked against the model it is to be used with."""
+    from ganpipe.projection.codes import ProjectedCode, check_fits
+
+    code = ProjectedCode.from_bytes(around_bytes(uri), "generate.around")
+    check_fits(code, meta, len(table.names), "generate.around")
+    return code
 
 
 @dataclass
