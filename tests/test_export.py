@@ -147,9 +147,10 @@ def test_model_card_describes_the_file_and_its_snippet_runs(tmp_path):
     args = ["export", "--set", f"store.root={root}", "--licence", "CC-BY-4.0"]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
-    record = json.loads(done.stdout[done.stdout.index("{"):])
+    record = json.loads(done.stdout[done.stdout.index("{") :])
     card_path = record["card"]
-    card = json.loads(open(card_path).read())
+    with open(card_path) as fh:
+        card = json.load(fh)
     assert card["format"] == "onnx" and card["opset"] == 18 and card["dynamic_batch"]
     assert card["licence"] == "CC-BY-4.0" and card["image_size"] == 16
     assert [s["name"] for s in card["styles"]] == [f"style-{i}" for i in range(STYLES)]

@@ -32,8 +32,9 @@ class ProjectedCode:
 
     @property
     def nearest(self) -> int:
-        """The style with the largest weight: what the manifest records for variations."""
-        return int(np.argmax(self.style))
+        """The reconstruction's style as the style encoder saw it (else the largest weight):
+        what the manifest records for variations."""
+        return int(self.info.get("nearest_index", np.argmax(self.style)))
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {"style": self.style.astype(np.float32)}

@@ -21,6 +21,16 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
 
 
+def _pixel_gap(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The difference as written pixels see it: beyond -1 or 1 everything is clamped, so an
+    output past the end of the range where the target sits at that end costs nothing (a
+    generator without a final tanh often goes past it, and a plain difference would pull it
+    back at the expense of everything else)."""
+    gap = images - target
+    past = ((target <= -1) & (images < -1)) | ((target >= 1) & (images > 1))
+    return torch.where(past, torch.zeros_like(gap), gap)
+
+
 class ReconstructionLoss:
     """``loss(images)`` -> scalar (mean over the batch), against one target image."""
 
@@ -42,7 +52,7 @@ class ReconstructionLoss:
     def per_image(self, images: torch.Tensor) -> torch.Tensor:
         """(N,) loss of each image: for choosing among starting candidates."""
         s = self.settings
-        loss = s.pixel_weight * (images - self.target).pow(2).mean(dim=(1, 2, 3))
+        loss = s.pixel_weight * _pixel_gap(images, self.target).pow(2).mean(dim=(1, 2, 3))
         if self.d is not None and s.feature_weight:
             maps = self.d.feature_maps(images)
             parts = [(_unit(m) - t).pow(2).sum(dim=1).mean(dim=(1, 2))

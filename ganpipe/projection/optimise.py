@@ -7,7 +7,8 @@ over the last 25%).
 - ``project_w`` (generators with a mapping network and levels): ``w`` first, with decaying
   noise added to it so early steps explore, then one ``w`` per level (W+), which reaches
   images W alone cannot; per-layer noise maps too where the generator takes them, kept
-  noise-like by a penalty on their autocorrelation and renormalised every step.
+  noise-like by a penalty on their autocorrelation and renormalised every step, each with a
+  gain that starts at 0 (images ganpipe generates carry no noise, so none is forced on).
 """
 
 from __future__ import annotations
@@ -98,38 +99,51 @@ def _normalise(maps: list[torch.Tensor]) -> None:
 
 
 def _start_w(g, loss: ReconstructionLoss, weights: torch.Tensor, s: ProjectConfig):
-    """The starting ``w`` (the styles' mean code, or the best of random codes pulled halfway
-    toward it) and the spread of codes, which scales the noise added early on."""
+    """The styles' mean code, the per-dimension spread of codes, and the start: the mean, or
+    the best of random codes pulled halfway toward it. Codes are optimised in units of the
+    spread (``w = mean + scale * u``), so one learning rate suits any generator's scale."""
     seeded = torch.Generator().manual_seed(s.seed)
     mean = weights @ style_means(g, len(weights))
     with torch.no_grad():
-        cond = g.condition(weights.expand(512, -1))
-        samples = g.map_latent(torch.randn(512, g.z_dim, generator=seeded), cond)
-        spread = float((samples - mean).pow(2).sum(dim=1).mean().sqrt())
-        starts = torch.cat([mean[None], torch.lerp(mean, samples[: s.candidates - 1], 0.5)])
+        z = torch.randn(512, g.z_dim, generator=seeded)
+        # the spread over every style (an image may lie nearer another style than the encoder
+        # thought), and candidates in the image's own styles
+        anywhere = torch.randint(len(weights), (512,), generator=seeded)
+        everywhere = g.map_latent(z, g.condition(anywhere))
+        scale = (everywhere - everywhere.mean(0)).pow(2).mean(dim=0).sqrt().clamp(min=1e-6)
+        own = g.map_latent(
+            z[: s.candidates - 1], g.condition(weights.expand(len(z), -1))[: s.candidates - 1]
+        )
+        starts = torch.cat([mean[None], torch.lerp(mean, own, 0.5)])
         best = int(loss.per_image(g.synthesis(starts)).argmin())
-    return starts[best : best + 1], spread, seeded
+    return mean, scale, (starts[best : best + 1] - mean) / scale, seeded
 
 
 def project_w(g, loss: ReconstructionLoss, weights: torch.Tensor, s: ProjectConfig,
               record: Record | None = None) -> Found:  # fmt: skip
     """W, then W+ (and noise maps where the generator takes them)."""
-    start, spread, seeded = _start_w(g, loss, weights, s)
+    mean, scale, start, seeded = _start_w(g, loss, weights, s)
     noisy = supports(g, NoiseInputs)
     noise = [torch.randn(1, 1, h, w, generator=seeded).requires_grad_(True)
              for h, w in (g.noise_shapes() if noisy else [])]  # fmt: skip
-    w = start.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([w, *noise], betas=(0.9, 0.999))
+    # how much of each (unit-variance) map is used, from none: generated images carry no noise
+    gains = torch.zeros(len(noise), requires_grad=True)
+
+    def scaled() -> list[torch.Tensor]:
+        return [n * gain for n, gain in zip(noise, gains)]
+
+    u = start.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([u, gains, *noise], betas=(0.9, 0.999))
     switch = round(s.steps * s.w_plus_from)
     for step in range(s.steps):
         if step == switch:  # W+: one code per level, from where W got to
-            w = w.detach()[:, None].expand(-1, g.num_levels, -1).clone().requires_grad_(True)
-            optimiser = torch.optim.Adam([w, *noise], betas=(0.9, 0.999))
+            u = u.detach()[:, None].expand(-1, g.num_levels, -1).clone().requires_grad_(True)
+            optimiser = torch.optim.Adam([u, gains, *noise], betas=(0.9, 0.999))
         t = step / s.steps
         _set_lr(optimiser, learning_rate(t, s.lr))
-        jitter = spread * 0.05 * max(0.0, 1.0 - t / 0.75) ** 2
-        code = w + torch.randn(w.shape, generator=seeded) * jitter
-        image = g.synthesis(code, noise) if noisy else g.synthesis(code)
+        jitter = 0.05 * max(0.0, 1.0 - t / 0.75) ** 2
+        code = mean + scale * (u + torch.randn(u.shape, generator=seeded) * jitter)
+        image = g.synthesis(code, scaled()) if noisy else g.synthesis(code)
         objective = loss(image) + s.noise_weight * _noise_penalty(noise)
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
@@ -138,7 +152,9 @@ def project_w(g, loss: ReconstructionLoss, weights: torch.Tensor, s: ProjectConf
         if record is not None:
             record(step + 1, image.detach())
     with torch.no_grad():
+        w = mean + scale * u
         levels = w if w.ndim == 3 else w[:, None].expand(-1, g.num_levels, -1)
-        image = g.synthesis(levels, noise) if noisy else g.synthesis(levels)
-    maps = [n.detach()[0, 0] for n in noise]
+        maps = scaled()
+        image = g.synthesis(levels, maps) if noisy else g.synthesis(levels)
+    maps = [n.detach()[0, 0] for n in maps]
     return Found(image, weights, w=levels.detach()[0], noise=maps)

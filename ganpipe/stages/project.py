@@ -137,10 +137,15 @@ def project_one(config: Config, model: _Model, uri: str, data: bytes, record=Non
         found = run(model.generator, loss, weights, s, record)
     seconds = time.perf_counter() - began
     with torch.no_grad():
-        distance = float((model.encoder(found.image)[0] - embedding).norm()) / spread
+        seen = model.encoder(found.image)[0]
+    distance = float((seen - embedding).norm()) / spread
+    if model.kind == "w+":  # variations are drawn in the reconstruction's styles, not the target's
+        found.style = soft_weights(model.table, seen, STYLE_TEMPERATURE)
+    # the reconstruction's style, as the style encoder sees it: what variations are filed under
+    nearest = int((model.table.centroids - seen).norm(dim=1).argmin())
     figures = {"psnr": psnr(found.image, target), "style_distance": distance,
-               "seconds": seconds, "steps": s.steps,
-               "nearest_style": model.table.names[int(found.style.argmax())]}  # fmt: skip
+               "seconds": seconds, "steps": s.steps, "nearest_index": nearest,
+               "nearest_style": model.table.names[nearest]}  # fmt: skip
     code = _code(model, found, {"image": uri, **figures})
     return code, to_pixels(found.image)[0], pixels[0], figures
 
