@@ -102,14 +102,18 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, onnxruntime {ort.__version__}")  # fmt: skip
-    print("| generator | size | torch renderer img/s | onnxruntime img/s | ratio | "
-          "identical pixels |")
+    print(
+        "| generator | size | torch renderer img/s | onnxruntime img/s | ratio | identical pixels |"
+    )
     print("|---|---|---|---|---|---|")
     for name in ("dcgan", "stylegan"):
         for size in (32, 64):
             r = measure(size, name, args.images, args.repeats)
-            print(f"| {name} | {size} | {r['torch']:.0f} | {r['onnx']:.0f} | "
-                  f"{r['onnx'] / r['torch']:.2f}x | {r['identical']:.4%} |", flush=True)
+            print(
+                f"| {name} | {size} | {r['torch']:.0f} | {r['onnx']:.0f} | "
+                f"{r['onnx'] / r['torch']:.2f}x | {r['identical']:.4%} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -270,3 +270,25 @@ def test_generator_without_the_methods_cannot_be_projected(tmp_path):
     (tmp_path / "x.png").write_bytes(png(np.zeros((16, 16, 3), np.uint8) + 100))
     with pytest.raises(ConfigError, match="'index_only' cannot be projected"):
         project(cfg, store, [str(tmp_path / "x.png")], registry, ModelRef(store, folder))
+
+
+def test_variations_go_through_filter_and_report(projected, tmp_path):
+    from ganpipe.stages.filter import filter_batch
+    from ganpipe.stages.report import report
+
+    root, name, result = projected
+    out = RunStore(str(tmp_path))
+    cfg = config(root, name, f"generate.around={result.code}", "generate.per_style=6")
+    made = generate(cfg, RunStore(str(root)), out=out)
+    folder = layout.batch_dir(made.batch_id)
+    ref = current_model(cfg, RunStore(str(root)))
+    filtered = filter_batch(cfg, RunStore(str(root)), folder, ref, out=out)
+    manifest = out.read_parquet(f"{folder}/manifest.parquet")
+    assert len(manifest) == 6 and manifest["kept"].notna().all()
+    assert (
+        filtered.candidates == 6 and filtered.kept + sum(filtered.rejected_by_reason.values()) == 6
+    )
+    done = report(cfg, RunStore(str(root)), folder, ref, out=out)
+    assert out.exists(f"{folder}/report.html") and done is not None
+    request = out.read_json(f"{folder}/request.json")
+    assert request["around"] and request["spread"] == 0.3

@@ -31,8 +31,7 @@ class ExportResult:
 
 def default_folder(model: ModelRef, fmt: str, output: str) -> str:
     """``export/<format>`` inside the model version (``-uint8`` for that output)."""
-    name = f"export/{fmt}" + ("-uint8" if output == "uint8" else "")
-    return f"{model.folder}/{name}" if model.folder else name
+    return model.files.export(fmt + ("-uint8" if output == "uint8" else ""))
 
 
 def export_model(

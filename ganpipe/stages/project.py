@@ -36,7 +36,7 @@ from ganpipe.projection.loss import ReconstructionLoss, psnr
 from ganpipe.projection.optimise import Found, project_w, project_z
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.styles import StyleTable
-from ganpipe.store import RunStore, read_uri
+from ganpipe.store import RunStore, layout, read_uri
 from ganpipe.store.checkpoints import load_network
 
 STYLE_TEMPERATURE = 0.1  # the starting style weights, as a reference image's default
@@ -77,7 +77,7 @@ def _folder(meta: dict, uri: str, data: bytes, settings: dict) -> str:
     stem = posixpath.splitext(posixpath.basename(uri.rstrip("/")))[0] or "image"
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60]
     key = stable_hash({"image": sha256_bytes(data), "settings": settings}, 10)
-    return f"projections/{meta['model']}-{meta['version']}/{stem}-{key}"
+    return layout.projection_dir(meta["model"], meta["version"], f"{stem}-{key}")
 
 
 @dataclass

@@ -67,6 +67,11 @@ def model_current_lock(name: str) -> str:
     return f"{model_root(name)}/.lock-current"
 
 
+def projection_dir(model: str, version: str, name: str) -> str:
+    """One projected image's results (``ganpipe project``): code, reconstruction, figures."""
+    return f"projections/{model}-{version}/{name}"
+
+
 def batch_dir(batch_id: str) -> str:
     return f"batches/{batch_id}"
 
@@ -134,6 +139,10 @@ class ModelFiles:
     def network(self, name: str, suffix: str = "safetensors") -> str:
         """An exported network: ``generator``/``discriminator`` with ``.safetensors``/``.json``."""
         return _inside(self.folder, f"{name}.{suffix}")
+
+    def export(self, name: str) -> str:
+        """An export's folder (``ganpipe export``): ``onnx``, ``torchscript-uint8``..."""
+        return _inside(self.folder, f"export/{name}")
 
     def step_samples(self, step: int) -> str:
         return _inside(self.folder, f"samples/step-{step:08d}.png")
