@@ -19,12 +19,25 @@ class GanpipeError(Exception):
 
     @property
     def message(self) -> str:
-        parts = [self.what.rstrip(".") + "."]
+        parts = [_clip(self.what).rstrip(".") + "."]
         if self.where:
-            parts.append(f"Where: {self.where}.")
+            parts.append(f"Where: {_clip(self.where)}.")
         if self.fix:
-            parts.append(f"Fix: {self.fix.rstrip('.')}.")
+            parts.append(f"Fix: {_clip(self.fix).rstrip('.')}.")
         return " ".join(parts)
+
+
+MAX_PART = 600  # characters of each part of a message: a value pasted in can be any length
+
+
+def _clip(text: str) -> str:
+    """``text``, with the middle of anything longer than ``MAX_PART`` cut out and counted, so
+    a 100,000-character value gives a readable paragraph, not a screenful."""
+    text = str(text)
+    if len(text) <= MAX_PART:
+        return text
+    half = MAX_PART // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters ...] {text[-half:]}"
 
 
 class ConfigError(GanpipeError):

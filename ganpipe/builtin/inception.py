@@ -170,9 +170,11 @@ class FIDInception(nn.Module):
             try:
                 state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception as exc:
+                from ganpipe.store.checkpoints import refusal
+
                 raise ConfigError(
                     f"the inception weights {uri!r} are neither safetensors nor a plain tensor "
-                    f"file ({type(exc).__name__})",
+                    f"file: {refusal(exc)}",
                     where=WHERE,
                     fix="give pt_inception-2015-12-05 (.pth) or a .safetensors of its tensors",
                 ) from None

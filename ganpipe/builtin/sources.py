@@ -16,6 +16,7 @@ from typing import Any
 
 import fsspec
 
+from ganpipe.data.file_reads import BoundedReader, special_kind
 from ganpipe.data.source_listing import GLOB_CHARS, SourceItem, identity_of
 from ganpipe.errors import ConfigError
 
@@ -35,14 +36,42 @@ def _open_fs(uri: str, storage_options: dict[str, Any]):
 def _label_for(rel: str, mode: str) -> str | None:
     """With ``labels: dirs`` the first folder under the source's root names the style."""
     parts = rel.split("/")
-    return parts[0] if mode == "dirs" and len(parts) > 1 else None
+    return escaped_name(parts[0]) if mode == "dirs" and len(parts) > 1 else None
 
 
-def _reader(fs, path: str):
-    def read() -> bytes:
-        return fs.cat_file(path)
+def escaped_name(name: str) -> str:
+    """A file name as text that can be stored and shown: names the filesystem gave as bytes
+    that are not UTF-8 (Python holds those bytes as surrogates) get each such byte written
+    ``\\xNN`` (and their backslashes doubled, so the bytes can be recovered exactly); every
+    other name is left as it is."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = name.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
 
-    return read
+
+def name_bytes(shown: str) -> bytes:
+    """The exact bytes of a name ``escaped_name`` wrote with ``\\xNN`` escapes (the inverse;
+    for tools that must reach the file again)."""
+    import re
+
+    out, i = bytearray(), 0
+    for match in re.finditer(r"\\\\|\\x([0-9a-f]{2})", shown):
+        out += shown[i : match.start()].encode("utf-8")
+        out += b"\\" if match.group(1) is None else bytes([int(match.group(1), 16)])
+        i = match.end()
+    return bytes(out + shown[i:].encode("utf-8"))
+
+
+def _reader(fs, path: str) -> BoundedReader:
+    return BoundedReader(fs, path, local="file" in _protocols_of(fs))
+
+
+def _protocols_of(fs) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _stat(fs, path: str):
@@ -53,7 +82,7 @@ def _stat(fs, path: str):
 
 
 def _display(fs, path: str, remote: bool) -> str:
-    return fs.unstrip_protocol(path) if remote else path
+    return fs.unstrip_protocol(path) if remote else escaped_name(path)
 
 
 def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator[SourceItem]:
@@ -90,6 +119,10 @@ def folder_source(uri: str, config, storage_options: dict[str, Any]) -> Iterator
     prefix = root.rstrip("/") + "/"
     for p, info in sorted(entries.items()):
         if info.get("type") == "directory":
+            continue
+        if info.get("kind"):  # a FIFO, socket, device...: refused without being opened
+            problem = ("not_a_file", f"a {info['kind']}, not a regular file")
+            yield SourceItem(_display(fs, p, remote), None, _reader(fs, p), problem=problem)
             continue
         yield SourceItem(
             uri=_display(fs, p, remote),
@@ -128,7 +161,10 @@ def _walk_local(root: str) -> Iterator[tuple[str, dict]]:
                     st = entry.stat()
                     yield entry.path, {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
                     continue
-            except OSError:  # a symlink loop, a file gone meanwhile
+                kind = special_kind(entry.stat().st_mode)  # links followed; nothing opened
+                yield entry.path, {"type": "other", "kind": kind}
+                continue
+            except OSError:  # a symlink loop or to nowhere, a file gone meanwhile
                 pass
             yield entry.path, {"type": "other"}
 

@@ -65,13 +65,40 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     training ranks, which need not have (or use) the folder."""
     data: dict[str, Any] = {}
     source = "the built-in defaults"
+    lines: dict[tuple[str, ...], int] = {}
     if path is not None:
         source = str(path)
-        data = _read_yaml_file(Path(path))
+        data, lines = _read_yaml_file(Path(path))
     data = apply_overrides(data, overrides or [])
-    config = validate_config(data, source)
+    set_keys = [tuple(parse_override(text)[0]) for text in overrides or []]
+    try:
+        config = validate_config(data, source)
+    except ConfigError as exc:
+        where = _origin(exc, set_keys, source, lines)
+        raise ConfigError(exc.what, where=where, fix=exc.fix) from None
     templates_folder(config)
     return config
+
+
+def _origin(
+    exc: ConfigError, set_keys: list[tuple[str, ...]], source: str, lines: dict
+) -> str | None:
+    """Where the values a validation error names came from: the ``--set`` that gave them, the
+    file and line, or the built-in defaults (one entry per named key)."""
+    keys = getattr(exc, "keys", None)
+    if not keys:
+        return exc.where
+    origins = []
+    for key in keys:
+        given = next((k for k in set_keys if key[: len(k)] == k or k[: len(key)] == key), None)
+        if given is not None:
+            origins.append(f"--set {'.'.join(given)}")
+        elif source != "the built-in defaults":
+            line = next((lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in lines), 0)
+            origins.append(f"{source} line {line}" if line else source)
+        else:
+            origins.append(source)
+    return ", ".join(dict.fromkeys(origins))
 
 
 def templates_folder(config: Config) -> Path | None:
@@ -102,7 +129,9 @@ def validate_config(data: Any, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc), where=source, fix=_fix_hint(exc)) from None
+        error = ConfigError(_describe(exc), where=source, fix=_fix_hint(exc))
+        error.keys = [tuple(str(p) for p in err["loc"]) for err in exc.errors()]
+        raise error from None
 
 
 MAX_DEPTH = 32  # nesting a config may have (options dicts included)
@@ -130,7 +159,41 @@ def _check_size(data: Any, source: str) -> None:
             stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
 
 
-def _read_yaml_file(path: Path) -> dict[str, Any]:
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as ``safe_load`` reads it, except that a key given twice in one mapping is an error
+    (plain YAML keeps the last value silently, so the first one a user wrote does nothing)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str) and key in seen and key != "<<":
+                raise ConfigError(
+                    f"the key {key!r} appears twice in one section (lines {seen[key]} and "
+                    f"{line}); YAML would silently keep only the last",
+                    where=f"{node.start_mark.name} line {line}",
+                    fix="remove one of them",
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _key_lines(node, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Line of every key path in a composed YAML document (for errors naming file and line)."""
+    found: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key = path + (str(key_node.value),)
+            found[key] = key_node.start_mark.line + 1
+            found.update(_key_lines(value, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            found.update(_key_lines(value, path + (str(i),)))
+    return found
+
+
+def _read_yaml_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     if not path.is_file():
         raise ConfigError(
             f"config file {path} does not exist",
@@ -138,10 +201,15 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
             fix="pass the path of a YAML file, or no file at all to run the built-in demo",
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        hint = "indent with spaces, not tabs" if "\t" in str(exc) else None
         raise ConfigError(
-            f"config file is not valid YAML ({_first_line(exc)})", where=str(path)
+            f"config file is not valid YAML ({_first_line(exc)})", where=where, fix=hint
         ) from None
     except RecursionError:
         raise ConfigError(
@@ -150,13 +218,13 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
             fix="write the values out plainly; no ganpipe setting needs this",
         ) from None
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"the config must be a mapping of sections, not {type(data).__name__}",
             where=str(path),
         )
-    return data
+    return data, lines
 
 
 def _describe(exc: ValidationError) -> str:

@@ -12,7 +12,28 @@ from typing import Any
 
 from ganpipe.errors import ConfigError
 
-_SECRET_KEY = re.compile(r"(secret|password|token|passphrase|credential|^key$|access_key)", re.I)
+# The rule for secret-looking option names, case-insensitive, at any depth: a name that
+# contains one of these words (so ``aws_secret_access_key``, ``sas_token``, ``X-Api-Key`` and
+# ``Authorization`` under ``headers`` all count), or is exactly one of the short names. It
+# covers the credential options of the fsspec backends users configure: s3fs (key, secret,
+# token, aws_secret_access_key, aws_session_token), gcsfs (token, a path or a service-account
+# mapping), adlfs (account_key, sas_token, connection_string, client_secret, credential),
+# HTTP (headers: Authorization, Cookie, X-Api-Key), FTP/SFTP (password, passwd, passphrase,
+# pkey) and WebDAV/SMB (password, auth).
+_SECRET_WORDS = (
+    "secret", "password", "passwd", "passphrase", "token", "credential", "apikey", "api_key",
+    "account_key", "access_key", "private_key", "connection_string", "authorization", "cookie",
+    "signature",
+)  # fmt: skip
+_SECRET_NAMES = {"key", "pwd", "pkey", "sas", "sig", "auth", "bearer"}
+
+
+def is_secret_key(name: Any) -> bool:
+    """Whether an option's name says it holds a credential (the rule above)."""
+    text = str(name).lower().replace("-", "_").strip()
+    return text in _SECRET_NAMES or any(word in text for word in _SECRET_WORDS)
+
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -22,9 +43,7 @@ def redact(data: Any) -> Any:
     (``null`` holds no secret, and masking it would make a saved config invalid)."""
     if isinstance(data, dict):
         return {
-            k: "***"
-            if _SECRET_KEY.search(str(k)) and v is not None and not _is_env_ref(v)
-            else redact(v)
+            k: "***" if is_secret_key(k) and v is not None and not _is_env_ref(v) else redact(v)
             for k, v in data.items()
         }
     if isinstance(data, list):
@@ -39,7 +58,7 @@ def masked_secrets(data: Any, path: str = "") -> list[str]:
         found = []
         for k, v in data.items():
             key = f"{path}.{k}" if path else str(k)
-            if _SECRET_KEY.search(str(k)) and v == "***":
+            if is_secret_key(k) and v == "***":
                 found.append(key)
             else:
                 found += masked_secrets(v, key)

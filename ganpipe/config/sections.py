@@ -11,17 +11,33 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ganpipe.config.masking import redact
 from ganpipe.hashing import stable_hash
 
 _LABELS = re.compile(r"^(dirs|none|column:[A-Za-z0-9_.\- ]+)$")
 _KEEP = re.compile(r"^(pass|top_k:[1-9][0-9]*)$")
+# torch seeds generators with 64-bit integers, and sample i uses seed + i: leave headroom
+MAX_SEED = 2**62
+
+
+def _options_for_selected(options: dict, selected: list[str], kind: str, choose: str) -> dict:
+    """A name -> options mapping may only name components that are selected: options for a
+    misspelt or unselected name would otherwise be silently ignored."""
+    stray = [name for name in options if name not in selected]
+    if stray:
+        shown = ", ".join(selected) or "none"
+        raise ValueError(
+            f"options given for {', '.join(map(repr, stray))}, which is not among the selected "
+            f"{kind} ({shown}); check the spelling, or add it to {choose}"
+        )
+    return options
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # no NaN or infinity anywhere: every number here reaches torch or a loop bound
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class StoreConfig(Section):
@@ -87,7 +103,7 @@ class StyleConfig(Section):
     encoder: str = "texture"  # registered style encoder
     encoder_options: dict[str, Any] = Field(default_factory=dict)
     exemplars: int = Field(8, ge=1)  # exemplar images kept per style
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # style id -> the name users see, e.g. {style-3: watercolour}; kept through retrains
     names: dict[str, str] = Field(default_factory=dict)
     # clusters keep the previous dataset version's names when their centroid moved less than
@@ -132,11 +148,11 @@ class TrainConfig(Section):
     steps: int = Field(1500, ge=1)  # optimisation steps (one D and one G update each)
     max_minutes: float | None = Field(3.5, gt=0)  # wall-clock budget; whichever ends first
     batch_size: int = Field(64, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data_memory_mb: float = Field(2048, gt=0)  # training pixels held in memory; beyond, stream
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.99)
+    betas: tuple[float, float] = (0.5, 0.99)  # Adam's; each in [0, 1)
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # 0 disables the EMA generator
     # EMA warm-up, min(ema_decay, (1 + step) / (10 + step)); auto: on for warm starts only
     ema_rampup: bool | Literal["auto"] = "auto"
@@ -157,13 +173,22 @@ class TrainConfig(Section):
     max_rollbacks: int = Field(3, ge=1)  # then stop as on_nonfinite: stop would
     tensorboard: bool = False  # also write metrics as TensorBoard events (pip install tensorboard)
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("Adam's betas must each be at least 0 and below 1, e.g. [0.5, 0.99]")
+        return v
+
 
 StyleRef = int | str  # a style by name, or by index in the model's style table
 
 
 class MixingConfig(Section):
     style: StyleRef | None = None  # style whose code drives the fine levels; null: the sample's
-    seed: int | None = Field(None, ge=0)  # latent for the fine levels; null: the sample's own
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED
+    )  # latent for the fine levels; null: the sample's own
     crossover: int = Field(2, ge=0)  # first level (4x4 = 0, 8x8 = 1, ...) taking the mixing code
 
 
@@ -176,8 +201,8 @@ class InterpolateConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _non_negative(cls, v: list[int]) -> list[int]:
-        if any(s < 0 for s in v):
-            raise ValueError("seeds must be >= 0")
+        if any(not 0 <= s <= MAX_SEED for s in v):
+            raise ValueError(f"seeds must be from 0 to {MAX_SEED}")
         return v
 
 
@@ -185,7 +210,7 @@ class GenerateConfig(Section):
     per_style: int = Field(16, ge=1)  # samples generated per style
     counts: dict[StyleRef, int] = Field(default_factory=dict)  # style -> samples (overrides)
     styles: list[StyleRef] = Field(default_factory=list)  # styles to generate; empty: all
-    seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # first seed; sample i of every style uses seed + i
     seeds: list[int] | None = None  # explicit seeds for every style, instead of seed + i
     truncation: float = Field(1.0, ge=0.0, le=1.0)  # psi: 1 = off, 0 = the style's mean image
     mixing: MixingConfig | None = None  # style mixing (generators with per-level codes)
@@ -212,8 +237,9 @@ class GenerateConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
-            raise ValueError("give distinct seeds >= 0 (or null for seed + i)")
+        if v is not None and (not v or any(not 0 <= s <= MAX_SEED for s in v)
+                              or len(set(v)) != len(v)):  # fmt: skip
+            raise ValueError(f"give distinct seeds from 0 to {MAX_SEED} (or null for seed + i)")
         return v
 
 
@@ -226,6 +252,11 @@ class FilterConfig(Section):
     keep: str = "pass"  # pass | top_k:<n> per style
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # filter name -> options
 
+    @field_validator("options")
+    @classmethod
+    def _options_name_filters(cls, v: dict, info: ValidationInfo) -> dict:
+        return _options_for_selected(v, info.data.get("filters", []), "filters", "filter.filters")
+
     @field_validator("keep")
     @classmethod
     def _keep_form(cls, v: str) -> str:
@@ -237,7 +268,7 @@ class FilterConfig(Section):
 class ProjectConfig(Section):
     # finding the code that reproduces a real image (`ganpipe project`)
     steps: int = Field(300, ge=1, le=100_000)  # optimisation steps per image
-    seed: int = Field(0, ge=0)  # starting candidates and injected noise
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # starting candidates and injected noise
     candidates: int = Field(16, ge=1, le=1024)  # random starts tried before optimising the best
     lr: float = Field(0.1, gt=0, le=10)  # peak learning rate (ramped up, then down)
     w_plus_from: float = Field(0.5, ge=0.0, le=1.0)  # stylegan: share of steps in W before W+
@@ -249,13 +280,19 @@ class ProjectConfig(Section):
 
 class EvaluateConfig(Section):
     per_style: int = Field(64, ge=2)  # samples generated, and real images drawn, per style
-    seed: int = Field(0, ge=0)  # first seed; sample i of every style uses seed + i
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # first seed; sample i of every style uses seed + i
     # the pinned feature space of the headline figures and the retrain gate: a style encoder no
     # training touches (texture: seeded random weights), recorded by content hash
     space: str = "texture"
     space_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {weights: path/URI}
     features: list[str] = Field(default_factory=list)  # extra feature spaces: style encoder names
     feature_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> options
+
+    @field_validator("feature_options")
+    @classmethod
+    def _options_name_features(cls, v: dict, info: ValidationInfo) -> dict:
+        features = info.data.get("features", [])
+        return _options_for_selected(v, features, "feature spaces", "evaluate.features")
 
 
 class RetrainConfig(Section):

@@ -80,7 +80,28 @@ def latest_fingerprint(store: RunStore, name: str) -> str:
             where="dataset.name",
             fix="run 'ganpipe ingest' (or 'ganpipe run') with this config first",
         )
-    return store.read_json(pointer)["fingerprint"]
+    fingerprint = store.read_json(pointer).get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise store.damaged(pointer, "it names no dataset version")
+    return fingerprint
+
+
+def version_damage(store: RunStore, folder: str) -> str | None:
+    """What is wrong with a dataset version's files (None: its manifest reads and every shard
+    it lists is there): a version in that state is written again by the next ingest."""
+    from ganpipe.store import StoreDataError
+
+    files = layout.DatasetFiles(folder)
+    if not store.exists(files.manifest):
+        return None
+    try:
+        manifest = store.read_parquet(files.manifest)
+        shards = {str(s) for s in manifest["shard"].dropna().unique()}
+    except (StoreDataError, KeyError) as exc:
+        return getattr(exc, "what", f"{store.uri(files.manifest)} is damaged")
+    present = set(store.listdir(files.shards))
+    lost = sorted(s for s in shards if s.rsplit("/", 1)[-1] not in present)
+    return f"{store.uri(folder)} lacks {', '.join(lost[:3])}" if lost else None
 
 
 def load_dataset(store: RunStore, name: str, fingerprint: str | None = None) -> Dataset:

@@ -81,10 +81,8 @@ def decode_image(data: bytes, settings: DecodeSettings) -> Decoded | Rejected:
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any mode to RGB; transparency is composited on ``background``, 16-bit is rescaled."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray((arr / top * 255.0).clip(0, 255).astype(np.uint8), "L")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        img = Image.fromarray(_to_8bit(img), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -92,6 +90,28 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, background + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _to_8bit(img: Image.Image) -> np.ndarray:
+    """A 16- or 32-bit (integer or float) grey image as 8 bits. Values are scaled by the range
+    their type implies when they stay in it (0-1 for floats, 0-255, 0-65535), otherwise from
+    the image's own minimum to maximum; NaN or infinite values make it unusable (a reject with
+    that reason), not a black or white square."""
+    arr = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"the {img.mode}-mode image holds NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if img.mode.startswith("I;16"):
+        lo, top = 0.0, 65535.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        lo, top = 0.0, 1.0
+    elif lo >= 0 and hi <= 255:
+        lo, top = 0.0, 255.0
+    elif lo >= 0 and hi <= 65535:
+        lo, top = 0.0, 65535.0
+    else:  # beyond any standard range: the image's own range
+        top = hi if hi > lo else lo + 1.0
+    return ((arr - lo) / (top - lo) * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def fit_square(img: Image.Image, size: int, policy: str, background) -> Image.Image:

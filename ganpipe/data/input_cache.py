@@ -9,9 +9,9 @@ version's folder, so the cache moves with the version (docs/architecture.md, "Th
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ganpipe.store import RunStore, layout
+from ganpipe.store.formats import ARROW_TABLE
 
 CACHE_SCHEMA = pa.schema([
     ("source", pa.string()), ("identity", pa.string()), ("settings", pa.string()),
@@ -24,15 +24,28 @@ CacheKey = tuple[str, str, str]  # (source URI, identity, settings key)
 
 
 def load_input_cache(store: RunStore, name: str) -> dict[CacheKey, dict]:
-    """The input cache of the dataset's latest version; its shard paths become store paths."""
+    """The input cache of the dataset's latest version; its shard paths become store paths.
+    Empty when there is none, or when the pointer, the cache or the version it describes is
+    damaged: every input is then read again and the version written anew."""
+    from ganpipe.data.dataset import latest_fingerprint, version_damage
+    from ganpipe.progress import log
+    from ganpipe.store import StoreDataError
+
     if not store.exists(layout.dataset_latest(name)):
         return {}
-    fingerprint = store.read_json(layout.dataset_latest(name))["fingerprint"]
-    folder = layout.dataset_dir(name, fingerprint)
-    rel = layout.DatasetFiles(folder).inputs
-    if not store.exists(rel):
+    try:
+        fingerprint = latest_fingerprint(store, name)
+        folder = layout.dataset_dir(name, fingerprint)
+        rel = layout.DatasetFiles(folder).inputs
+        damage = version_damage(store, folder)
+        if damage or not store.exists(rel):
+            if damage:
+                log.warning("%s: reading every input again", damage)
+            return {}
+        table = store.load(rel, ARROW_TABLE)
+    except StoreDataError as exc:
+        log.warning("%s: reading every input again", exc.what)
         return {}
-    table = pq.ParquetFile(pa.BufferReader(store.read_bytes(rel))).read()
     columns = {c: table[c].to_pylist() for c in table.column_names}
     columns["shard"] = [f"{folder}/{x}" if x else None for x in columns["shard"]]
     rows = (dict(zip(columns, values)) for values in zip(*columns.values()))

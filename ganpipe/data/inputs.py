@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ganpipe.data.decode import Decoded, DecodeSettings, Rejected, decode_image
+from ganpipe.data.file_reads import NotRegularFile
 from ganpipe.data.source_listing import SourceItem
 from ganpipe.hashing import sha256_bytes
 from ganpipe.store import StoreUnavailable, is_transient
@@ -45,7 +46,12 @@ def read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int) 
     if item.problem is not None:
         return Seen(item, None, Rejected(*item.problem))
     try:
-        data = item.read()
+        # at most one byte past the limit: enough to know a file is too large, whatever its
+        # listing said (a device reports size 0)
+        bounded = getattr(item.read, "accepts_limit", False)
+        data = item.read(limit=max_bytes + 1) if bounded else item.read()
+    except NotRegularFile as exc:  # swapped for a FIFO or device since the listing
+        return Seen(item, None, Rejected("not_a_file", f"a {exc.kind}, not a regular file"))
     except Exception as exc:  # permissions, broken links, vanished objects
         if is_transient(exc):  # an outage, not a property of this input: fail, to be retried
             raise StoreUnavailable(
@@ -56,8 +62,8 @@ def read_and_decode(item: SourceItem, settings: DecodeSettings, max_bytes: int) 
             ) from exc
         return Seen(item, None, Rejected("unreadable", f"{type(exc).__name__}: {exc}"))
     if len(data) > max_bytes:
-        detail = f"{len(data)} bytes exceeds dataset.max_bytes={max_bytes}"
-        return Seen(item, sha256_bytes(data), Rejected("too_large", detail))
+        detail = f"more than dataset.max_bytes={max_bytes} bytes (reading stopped there)"
+        return Seen(item, None, Rejected("too_large", detail))  # only a part was read
     return Seen(item, sha256_bytes(data), decode_image(data, settings))
 
 

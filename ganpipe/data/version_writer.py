@@ -19,9 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ganpipe.config import Config
+from ganpipe.data.dataset import version_damage
 from ganpipe.data.decode import Rejected
 from ganpipe.data.input_cache import CACHE_SCHEMA, point_at
 from ganpipe.data.inputs import Seen
+from ganpipe.progress import log
 from ganpipe.store import RunStore, layout
 from ganpipe.store.shards import ShardWriter
 
@@ -113,7 +115,11 @@ class VersionWriter:
 
     def _place(self, result: IngestResult, config: Config, out: str) -> None:
         files = layout.DatasetFiles(out)
-        if self.store.exists(files.manifest):
+        damage = version_damage(self.store, out)
+        if damage:  # a torn manifest or a lost shard: the version is written again, whole
+            log.warning("%s: writing dataset version %s again", damage, result.fingerprint)
+            self.store.remove(out)
+        elif self.store.exists(files.manifest):
             # The version existed (only its input cache was lost or stale): keep its files and
             # point the new input cache at its shards.
             result.reused = True

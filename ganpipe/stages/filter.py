@@ -92,10 +92,24 @@ class FilterResult:
 
 
 def load_batch_images(store: RunStore, folder: str, paths) -> torch.Tensor:
+    """The batch's images its manifest lists; a missing or damaged one is an error that says
+    how to restore it (generate rewrites exactly the images that are missing)."""
     arrays = []
     for p in paths:
-        with Image.open(io.BytesIO(store.read_bytes(posixpath.join(folder, p)))) as img:
-            arrays.append(np.asarray(img.convert("RGB")))
+        rel = posixpath.join(folder, p)
+        fix = ("rerun 'ganpipe generate' with the same config (and --out, if the batch was "
+               "written elsewhere): it restores missing images exactly")  # fmt: skip
+        if not store.exists(rel):
+            raise StoreError(f"the batch image {p} is missing", where=store.uri(rel), fix=fix)
+        try:
+            with Image.open(io.BytesIO(store.read_bytes(rel))) as img:
+                arrays.append(np.asarray(img.convert("RGB")))
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"the batch image {p} cannot be read ({type(exc).__name__})",
+                where=store.uri(rel),
+                fix=f"delete it, then {fix}",
+            ) from None
     return to_tensor(np.stack(arrays))
 
 

@@ -29,6 +29,7 @@ import pandas  # noqa: F401  pyarrow loads it on its first table; do it here, no
 
 from ganpipe.config import Config
 from ganpipe.data import inputs
+from ganpipe.data.dataset import version_damage
 from ganpipe.data.decode import DecodeSettings
 from ganpipe.data.input_cache import load_input_cache
 from ganpipe.data.source_listing import SourceItem, list_items
@@ -141,8 +142,9 @@ def _unchanged(
     d = config.dataset
     content, by_reason = inputs.known_outcome(items, hits)
     fingerprint = fingerprint_of(content, config)
-    manifest = layout.DatasetFiles(layout.dataset_dir(d.name, fingerprint)).manifest
-    if not content or not store.exists(manifest):
+    folder = layout.dataset_dir(d.name, fingerprint)
+    manifest = layout.DatasetFiles(folder).manifest
+    if not content or not store.exists(manifest) or version_damage(store, folder):
         return None
     result = _result(config, store, fingerprint, len(items), len(content), by_reason, 0)
     result.reused = True

@@ -144,8 +144,16 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
     files = layout.StyleFiles(folder)
     store, options_hash = dataset.store, stable_hash(options)
     saved = files.encoder_meta
-    if store.exists(saved) and store.read_json(saved).get("options_hash") == options_hash:
+    if _saved_encoder(store, files, options_hash) and not fit_if_missing:
         _load_weights(encoder, store.read_bytes(files.encoder_weights), store.uri(folder))
+    elif _saved_encoder(store, files, options_hash):
+        try:  # the styles stage refits an encoder whose weights are damaged
+            _load_weights(encoder, store.read_bytes(files.encoder_weights), store.uri(folder))
+        except StoreError as exc:
+            log.warning("%s: fitting the style encoder again", exc.what)
+            _fit(encoder, dataset, name)
+            state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+            store.write_bytes(files.encoder_weights, save_safetensors(state))
     elif fit_if_missing:
         _fit(encoder, dataset, name)
         state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
@@ -158,6 +166,15 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
             fix="run 'ganpipe styles' with this config first",
         )
     return encoder.eval()
+
+
+def _saved_encoder(store: RunStore, files, options_hash: str) -> bool:
+    """Whether fitted weights for these options are recorded (a damaged record: not)."""
+    try:
+        meta = store.read_json(files.encoder_meta) if store.exists(files.encoder_meta) else {}
+    except StoreError:
+        return False
+    return meta.get("options_hash") == options_hash
 
 
 def _fit(encoder, dataset: Dataset, name: str) -> None:
@@ -173,9 +190,22 @@ def _fit(encoder, dataset: Dataset, name: str) -> None:
         encoder.fit(draw, log=lambda done, loss: advance(50))
 
 
-def _load_weights(encoder: torch.nn.Module, data: bytes, where: str) -> None:
+def _load_weights(encoder: torch.nn.Module | None, data: bytes, where: str) -> None:
+    """Weights into ``encoder`` (None: only check that they read). Bytes that are not a
+    safetensors file are damage, named as such; tensors that do not fit are a config error."""
     try:
-        encoder.load_state_dict(load_safetensors(data))
+        state = load_safetensors(data)
+    except Exception as exc:
+        raise StoreError(
+            f"the style encoder weights in {where} are damaged ({type(exc).__name__})",
+            where=where,
+            fix="rerun 'ganpipe styles', which fits the encoder again (or, for weights you "
+            "gave, give a readable .safetensors file)",
+        ) from None
+    if encoder is None:
+        return
+    try:
+        encoder.load_state_dict(state)
     except Exception as exc:
         raise ConfigError(
             f"the style encoder weights do not fit the encoder: {str(exc).splitlines()[0][:200]}",
@@ -217,7 +247,7 @@ def styles(config: Config, store: RunStore, registry: Registry | None = None) ->
         log.info("styles of %s with %s are up to date", dataset.fingerprint, s.encoder)
         return previous
     encoder, embeddings = _embed_all(config, registry, dataset)
-    assignment, ids, quality = _assign(dataset, embeddings, s)
+    assignment, ids, quality = _assign(dataset, embeddings, s, config.dataset.labels)
     matched = None
     if s.source == "clusters":
         previous = _previous(store, dataset, s, encoder)
@@ -289,10 +319,19 @@ def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult |
     files = layout.StyleFiles(out)
     if not (store.exists(files.table) and store.exists(files.table_json)):
         return None
-    previous = store.read_json(files.table_json)
-    if previous.get("settings_hash") != settings_hash:
+    try:  # every file the stage wrote must read, or the styles are found again
+        previous = store.read_json(files.table_json)
+        if previous.get("settings_hash") != settings_hash:
+            return None
+        StyleTable.from_json(previous["table"])
+        for rel in (files.table, files.assignments):
+            store.read_parquet(rel)
+        if store.exists(files.encoder_weights):  # a learning encoder's fitted weights
+            _load_weights(None, store.read_bytes(files.encoder_weights), store.uri(out))
+        return StylesResult(**{**previous["result"], "reused": True})
+    except (StoreError, KeyError, TypeError, ValueError) as exc:
+        log.warning("%s: finding the styles again", getattr(exc, "what", exc))
         return None
-    return StylesResult(**{**previous["result"], "reused": True})
 
 
 def _embed_all(config: Config, registry: Registry,
@@ -318,14 +357,14 @@ def _embed_all(config: Config, registry: Registry,
 
 
 def _assign(
-    dataset: Dataset, embeddings: torch.Tensor, s
+    dataset: Dataset, embeddings: torch.Tensor, s, labels_mode: str | None = None
 ) -> tuple[np.ndarray, list[str], dict[str, float]]:
     """Each image's style index, the style names, and how well clusters match the labels the
     data carries (when it carries them for every image)."""
     labels = dataset.manifest["label"]
     quality: dict[str, float] = {}
     if s.source == "labels":
-        assignment, names = _from_labels(labels)
+        assignment, names = _from_labels(labels, dataset.manifest, labels_mode)
     else:
         assignment, names, quality = _from_clusters(embeddings, s)
     if labels.notna().all() and s.source == "clusters":
@@ -349,13 +388,27 @@ def _write_table(
     store.write_parquet(files.table, pd.DataFrame(frame))
 
 
-def _from_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
+def _from_labels(
+    labels: pd.Series, manifest: pd.DataFrame, mode: str | None = None
+) -> tuple[np.ndarray, list[str]]:
     if labels.isna().any():
         missing = int(labels.isna().sum())
+        unlabelled = manifest.loc[labels.isna(), "uri"].astype(str).head(3).tolist()
+        shown = ", ".join(unlabelled) + (" ..." if missing > 3 else "")
+        if mode == "dirs":
+            fix = (
+                "with labels: dirs, each image's first folder under the source names its "
+                "style: move these into a style's folder, or use style.source=clusters"
+            )
+        elif mode and mode.startswith("column:"):
+            fix = f"fill the {mode.split(':', 1)[1]!r} column for these rows"
+        else:
+            fix = "set dataset.labels to dirs or column:<name>, or use style.source=clusters"
         raise ConfigError(
-            f"style.source is 'labels' but {missing} of {len(labels)} images carry no label",
+            f"style.source is 'labels' but {missing} of {len(labels)} images carry no label "
+            f"({shown})",
             where="style.source",
-            fix="set dataset.labels to dirs or column:<name>, or use style.source=clusters",
+            fix=fix,
         )
     names = sorted(labels.astype(str).unique())
     index = {n: i for i, n in enumerate(names)}

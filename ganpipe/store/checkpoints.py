@@ -33,15 +33,36 @@ def save_checkpoint(store: RunStore, folder: str, step: int, state: dict) -> str
     return store.write_bytes(f"{folder}/{checkpoint_name(step)}", buf.getvalue())
 
 
+def refusal(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in one whole sentence (torch's
+    own message runs to a page of advice about unsafe loading, which does not apply here)."""
+    import pickle
+
+    text = str(exc)
+    if "Weights only load failed" in text or isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds Python objects other than tensors{what}, which are never "
+                "unpickled, so nothing in it ran")  # fmt: skip
+    if isinstance(exc, (EOFError, RuntimeError)) and ("zip" in text or "EOF" in text or not text):
+        return "it is truncated or not a torch file"
+    name = type(exc).__name__
+    return (
+        f"it is not a torch file of tensors ({name})"
+        if name[:1].isupper()
+        else ("it is not a torch file of tensors")
+    )
+
+
 def load_checkpoint_bytes(data: bytes, where: str) -> dict:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise StoreError(
-            f"checkpoint cannot be loaded safely ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:200]})",
+            f"the checkpoint cannot be loaded safely: {refusal(exc)}",
             where=where,
-            fix="it is corrupt, or holds objects other than tensors; use another checkpoint",
+            fix="use another checkpoint, or delete this one so training resumes from the one "
+            "before (or starts again)",
         ) from None
 
 

@@ -72,6 +72,28 @@ def projection_dir(model: str, version: str, name: str) -> str:
     return f"projections/{model}-{version}/{name}"
 
 
+def writer_of(rel: str) -> str:
+    """The command that writes a store path: what a message about a damaged file says to
+    rerun."""
+    parts = rel.split("/")
+    if parts[0] == "datasets":
+        return "ganpipe ingest"
+    if parts[0] == "styles":
+        return "ganpipe styles"
+    if parts[0] == "batches":
+        return {"filter.json": "ganpipe filter", "report.html": "ganpipe report",
+                "metrics.json": "ganpipe report"}.get(parts[-1], "ganpipe generate")  # fmt: skip
+    if parts[0] == "projections":
+        return "ganpipe project"
+    if parts[0] == "models":
+        named = {"evaluation.json": "ganpipe evaluate", "report.html": "ganpipe report",
+                 "retrain.json": "ganpipe retrain"}  # fmt: skip
+        if "evaluations" in parts:
+            return "ganpipe retrain"
+        return named.get(parts[-1], "ganpipe train")
+    return "the stage that wrote it"
+
+
 def batch_dir(batch_id: str) -> str:
     return f"batches/{batch_id}"
 

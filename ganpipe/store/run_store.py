@@ -32,6 +32,43 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+SUPPORTED_STORES = (
+    "a local path (or file://), s3:// (s3fs), gs:// (gcsfs), az:// or abfs:// (adlfs), and "
+    "other fsspec filesystems that persist, such as sftp://"
+)
+# fsspec protocols that cannot hold a run store: gone when the process ends (memory), read-only
+# (http, zip, github...) or views of other filesystems that do not write through.
+_CANNOT_PERSIST = {
+    "memory": "keeps files only in this process's memory: everything is lost when it ends",
+    "http": "is read-only", "https": "is read-only", "github": "is read-only",
+    "zip": "is read-only", "tar": "is read-only", "data": "is read-only",
+    "reference": "is read-only", "libarchive": "is read-only",
+    "simplecache": "caches another filesystem without writing through",
+    "filecache": "caches another filesystem without writing through",
+    "blockcache": "caches another filesystem without writing through",
+}  # fmt: skip
+
+
+def check_store_root(root: Any) -> None:
+    """An empty root, or one whose protocol cannot keep a run store between processes, is a
+    clear error listing the supported stores (before any connection is tried)."""
+    if not isinstance(root, str) or not root.strip():
+        raise StoreError(
+            "store.root is empty",
+            where="store.root",
+            fix=f"give the run store's location, e.g. ./ganpipe-runs; supported: "
+            f"{SUPPORTED_STORES}",
+        )
+    protocol = root.split("://", 1)[0].lower() if "://" in root else "file"
+    for part in protocol.split("::"):
+        if part in _CANNOT_PERSIST:
+            raise StoreError(
+                f"the run store {root!r} uses {part}://, which {_CANNOT_PERSIST[part]}",
+                where="store.root",
+                fix=f"use a store that persists: {SUPPORTED_STORES}",
+            )
+
+
 class RunStore:
     """Relative paths (``datasets/demo/<fp>/manifest.parquet``) resolved under one root URI."""
 
@@ -39,14 +76,15 @@ class RunStore:
         from ganpipe.config import resolve_env_refs
 
         options = resolve_env_refs(storage_options or {}, "store.storage_options")
+        check_store_root(root)
         try:
             self.fs, root_path = fsspec.core.url_to_fs(root, **options)
-        except (ValueError, ImportError, TypeError) as exc:
+        except Exception as exc:  # unknown options, a missing backend, a refused connection
             raise StoreError(
                 f"cannot open the run store {root!r}: {short(exc)}",
                 where="store.root, store.storage_options",
-                fix="use a local path or an s3://bucket/prefix URI, with options that filesystem "
-                "accepts",
+                fix=f"check the address, that it is reachable and the options that filesystem "
+                f"accepts; supported stores: {SUPPORTED_STORES}",
             ) from None
         self.local = "file" in _protocols(self.fs)
         self.root = os.path.abspath(root_path) if self.local else root_path.rstrip("/")
@@ -122,8 +160,30 @@ class RunStore:
     def save(self, rel: str, obj: Any, fmt: formats.Format) -> str:
         return self.write_bytes(rel, fmt.encode(obj))
 
-    def load(self, rel: str, fmt: formats.Format) -> Any:
-        return fmt.decode(self.read_bytes(rel), self.uri(rel))
+    def load(self, rel: str, fmt: formats.Format, kind: type | None = None) -> Any:
+        """The file's content as ``fmt`` reads it (of type ``kind``, when given). A torn,
+        truncated, empty or foreign file is a ``StoreDataError`` naming it and the command
+        that writes it again."""
+        data = self.read_bytes(rel)
+        try:
+            value = fmt.decode(data, self.uri(rel))
+        except StoreDataError:
+            raise
+        except Exception as exc:
+            raise self.damaged(rel, "empty" if not data else f"unreadable ({short(exc)})") from None
+        if kind is not None and not isinstance(value, kind):
+            raise self.damaged(rel, f"holds a {type(value).__name__}, not a {kind.__name__}")
+        return value
+
+    def damaged(self, rel: str, problem: str) -> StoreDataError:
+        """The error for a store file that is not what its writer writes."""
+        from ganpipe.store.layout import writer_of
+
+        return StoreDataError(
+            f"{self.uri(rel)} is damaged: {problem}",
+            where=self.uri(rel),
+            fix=f"delete that file and rerun '{writer_of(rel)}', which writes it again",
+        )
 
     def write_text(self, rel: str, text: str) -> str:
         return self.save(rel, text, formats.TEXT)
@@ -144,8 +204,9 @@ class RunStore:
     def read_text(self, rel: str) -> str:
         return self.load(rel, formats.TEXT)
 
-    def read_json(self, rel: str) -> Any:
-        return self.load(rel, formats.JSON)
+    def read_json(self, rel: str, kind: type | None = dict) -> Any:
+        """A JSON file; every JSON file of the store holds an object unless ``kind`` says so."""
+        return self.load(rel, formats.JSON, kind)
 
     def read_parquet(self, rel: str) -> pd.DataFrame:
         return self.load(rel, formats.PARQUET)

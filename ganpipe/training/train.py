@@ -103,11 +103,10 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
     version = model_version(config, data.dataset.fingerprint, data.styles_hash, start.identity)
     files = layout.ModelFiles(layout.model_dir(config.model_name, version))
     identity = dict(model=config.model_name, version=version, uri=store.uri(files.folder))
-    if store.exists(files.training):
-        done = store.read_json(files.training)
-        if done["steps_done"] >= config.train.steps:
-            log.info("model %s/%s is already trained", config.model_name, version)
-            return TrainResult(**{**done, **identity, "reused": True})
+    done = _finished(store, files)
+    if done is not None and done.get("steps_done", 0) >= config.train.steps:
+        log.info("model %s/%s is already trained", config.model_name, version)
+        return TrainResult(**{**done, **identity, "reused": True})
 
     trainer = build_trainer(config, store, registry, data, version, files, start)
     outcome = trainer.fit()
@@ -119,6 +118,33 @@ def train(config: Config, store: RunStore, registry: Registry | None = None) -> 
             store.write_json(files.training, result.to_dict())  # last: marks it finished
     trainer.world.close()
     return result
+
+
+def _finished(store: RunStore, files: layout.ModelFiles) -> dict | None:
+    """``training.json`` of a finished version whose exported files are intact; None when it
+    is not finished, or when its record or an exported file is damaged: the run then resumes
+    from the newest checkpoint (at the last step, training nothing) and exports again."""
+    if not store.exists(files.training):
+        return None
+    from safetensors.numpy import load as load_safetensors
+
+    try:
+        done = store.read_json(files.training)
+        for net in ("generator", "discriminator"):
+            store.read_json(files.network(net, "json"))
+            try:
+                load_safetensors(store.read_bytes(files.network(net)))
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise store.damaged(
+                    files.network(net), f"unreadable ({type(exc).__name__})"
+                ) from None
+        return done
+    except StoreError as exc:
+        log.warning("%s; exporting the model again from its newest checkpoint", exc.what)
+        store.remove(files.training)
+        return None
 
 
 def _result(identity: dict, outcome: RunOutcome, trainer, steps_target: int) -> TrainResult:
