@@ -159,37 +159,35 @@ def _check_size(data: Any, source: str) -> None:
             stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node)]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML as ``safe_load`` reads it, except that a key given twice in one mapping is an error
-    (plain YAML keeps the last value silently, so the first one a user wrote does nothing)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str) and key in seen and key != "<<":
-                raise ConfigError(
-                    f"the key {key!r} appears twice in one section (lines {seen[key]} and "
-                    f"{line}); YAML would silently keep only the last",
-                    where=f"{node.start_mark.name} line {line}",
-                    fix="remove one of them",
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-def _key_lines(node, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
-    """Line of every key path in a composed YAML document (for errors naming file and line)."""
+def _key_lines(root, name: str) -> dict[tuple[str, ...], int]:
+    """Line of every key path in a composed YAML document (for errors naming file and line).
+    A key given twice in one mapping is an error: plain YAML keeps the last value silently, so
+    the first one a user wrote would do nothing. Each node is visited once, so aliases cannot
+    make the walk explode."""
     found: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value in node.value:
-            key = path + (str(key_node.value),)
-            found[key] = key_node.start_mark.line + 1
-            found.update(_key_lines(value, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            found.update(_key_lines(value, path + (str(i),)))
+    seen: set[int] = set()
+    stack = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen or len(path) > MAX_DEPTH:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key_node, value in node.value:
+                text, line = str(key_node.value), key_node.start_mark.line + 1
+                if text in lines and text != "<<":
+                    raise ConfigError(
+                        f"the key {text!r} appears twice in one section (lines {lines[text]} "
+                        f"and {line}); YAML would silently keep only the last",
+                        where=f"{name} line {line}",
+                        fix="remove one of them",
+                    )
+                lines[text] = line
+                found[path + (text,)] = line
+                stack.append((value, path + (text,)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(value, path + (str(i),)) for i, value in enumerate(node.value)]
     return found
 
 
@@ -202,8 +200,8 @@ def _read_yaml_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], i
         )
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
-        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
+        data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)

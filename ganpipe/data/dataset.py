@@ -80,7 +80,7 @@ def latest_fingerprint(store: RunStore, name: str) -> str:
             where="dataset.name",
             fix="run 'ganpipe ingest' (or 'ganpipe run') with this config first",
         )
-    fingerprint = store.read_json(pointer).get("fingerprint")
+    fingerprint = store.read_json(pointer, dict).get("fingerprint")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise store.damaged(pointer, "it names no dataset version")
     return fingerprint

@@ -7,6 +7,7 @@ here imports torch, so the command line and the gate stay quick to load.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ganpipe.config import Config
@@ -32,6 +33,7 @@ class ModelRef:
         return layout.ModelFiles(self.folder)
 
 
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # a version folder's name
 _ANY = "<any version>"  # promote's default: whatever is current now
 
 
@@ -41,7 +43,17 @@ def champion(config: Config, store: RunStore) -> ModelRef | None:
     if not store.exists(pointer):
         return None
     version = store.read_text(pointer).strip()
-    return ModelRef(store, layout.model_dir(config.model_name, version))
+    folder = layout.model_dir(config.model_name, version) if version else ""
+    described = layout.ModelFiles(folder).network("generator", "json")
+    if not _VERSION.match(version) or not store.exists(described):
+        raise StoreError(
+            f"{store.uri(pointer)} is damaged: it names "
+            + (f"version {version[:80]!r}, which holds no exported model" if version else "none"),
+            where=store.uri(pointer),
+            fix="rerun 'ganpipe train', which makes the model it trains current again, or "
+            "delete that file",
+        )
+    return ModelRef(store, folder)
 
 
 def current_model(config: Config, store: RunStore) -> ModelRef:
@@ -80,4 +92,4 @@ def generator_meta(model: ModelRef) -> dict:
             where="model",
             fix="train the model first ('ganpipe train'), or point --model at a model version",
         )
-    return model.store.read_json(description)
+    return model.store.read_json(description, dict)

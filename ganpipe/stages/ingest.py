@@ -115,7 +115,7 @@ def _pointer(store: RunStore, name: str, fingerprint: str) -> dict:
     history: list[str] = []
     pointer = layout.dataset_latest(name)
     try:
-        found = store.read_json(pointer) if store.exists(pointer) else {}
+        found = store.read_json(pointer, dict) if store.exists(pointer) else {}
         history = [str(f) for f in found.get("history", [found["fingerprint"]])] if found else []
     except (StoreDataError, KeyError, TypeError, AttributeError):
         history = []  # a damaged pointer: this version starts the history again

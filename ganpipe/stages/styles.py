@@ -171,7 +171,7 @@ def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, 
 def _saved_encoder(store: RunStore, files, options_hash: str) -> bool:
     """Whether fitted weights for these options are recorded (a damaged record: not)."""
     try:
-        meta = store.read_json(files.encoder_meta) if store.exists(files.encoder_meta) else {}
+        meta = store.read_json(files.encoder_meta, dict) if store.exists(files.encoder_meta) else {}
     except StoreError:
         return False
     return meta.get("options_hash") == options_hash
@@ -320,7 +320,7 @@ def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult |
     if not (store.exists(files.table) and store.exists(files.table_json)):
         return None
     try:  # every file the stage wrote must read, or the styles are found again
-        previous = store.read_json(files.table_json)
+        previous = store.read_json(files.table_json, dict)
         if previous.get("settings_hash") != settings_hash:
             return None
         StyleTable.from_json(previous["table"])
@@ -393,7 +393,7 @@ def _from_labels(
 ) -> tuple[np.ndarray, list[str]]:
     if labels.isna().any():
         missing = int(labels.isna().sum())
-        unlabelled = manifest.loc[labels.isna(), "uri"].astype(str).head(3).tolist()
+        unlabelled = manifest.loc[labels.isna(), "source"].astype(str).head(3).tolist()
         shown = ", ".join(unlabelled) + (" ..." if missing > 3 else "")
         if mode == "dirs":
             fix = (
@@ -511,7 +511,7 @@ def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleT
             where="style.encoder",
             fix="run 'ganpipe styles' with this config first",
         )
-    table = StyleTable.from_json(store.read_json(files.table_json)["table"])
+    table = StyleTable.from_json(store.read_json(files.table_json, dict)["table"])
     assignments = store.read_parquet(files.assignments)
     if not set(assignments["style"]) <= set(table.names):
         raise StoreError(

@@ -125,7 +125,7 @@ def load_network(store: RunStore, folder: str, kind: str, registry) -> tuple[tor
         )
     fix = "export the model again (rerun 'ganpipe train'), or use another model version"
     try:
-        meta = store.read_json(description)
+        meta = store.read_json(description, dict)
         name, options = meta["name"], dict(meta["options"])
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(

@@ -65,7 +65,7 @@ def check_store_root(root: Any) -> None:
             raise StoreError(
                 f"the run store {root!r} uses {part}://, which {_CANNOT_PERSIST[part]}",
                 where="store.root",
-                fix=f"use a store that persists: {SUPPORTED_STORES}",
+                fix=f"use a store that persists; supported stores: {SUPPORTED_STORES}",
             )
 
 
@@ -204,8 +204,8 @@ class RunStore:
     def read_text(self, rel: str) -> str:
         return self.load(rel, formats.TEXT)
 
-    def read_json(self, rel: str, kind: type | None = dict) -> Any:
-        """A JSON file; every JSON file of the store holds an object unless ``kind`` says so."""
+    def read_json(self, rel: str, kind: type | None = None) -> Any:
+        """A JSON file (of type ``kind`` when given: the store's records are ``dict``)."""
         return self.load(rel, formats.JSON, kind)
 
     def read_parquet(self, rel: str) -> pd.DataFrame:

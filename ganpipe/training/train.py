@@ -129,9 +129,9 @@ def _finished(store: RunStore, files: layout.ModelFiles) -> dict | None:
     from safetensors.numpy import load as load_safetensors
 
     try:
-        done = store.read_json(files.training)
+        done = store.read_json(files.training, dict)
         for net in ("generator", "discriminator"):
-            store.read_json(files.network(net, "json"))
+            store.read_json(files.network(net, "json"), dict)
             try:
                 load_safetensors(store.read_bytes(files.network(net)))
             except StoreError:

@@ -164,7 +164,7 @@ def test_fuzzed_set_overrides(capsys):
         ),
         ("train: !!python/object/apply:os.system [echo owned]\n", "not valid YAML"),
         ("\xff\xfe binary", "not valid YAML"),
-        ("train:\n  steps: 1\n  steps: 2\n", None),  # duplicate keys: YAML keeps the last
+        ("train:\n  steps: 1\n  steps: 2\n", "appears twice"),  # YAML would keep the last
     ],
     ids=["deep-recursion", "deep", "billion-laughs", "python-tag", "binary", "duplicate-key"],
 )
@@ -178,7 +178,4 @@ def test_hostile_documents_are_refused_quickly(tmp_path, text, needle):
     result = outcome(lambda: load_config(file), tally)
     assert time.perf_counter() - start < 2
     assert tally["accepted"] + tally["rejected"] == tally["hostile"]
-    if needle is None:
-        assert isinstance(result, Config) and result.train.steps == 2
-    else:
-        assert isinstance(result, ConfigError) and needle in result.message
+    assert isinstance(result, ConfigError) and needle in result.message
