@@ -135,4 +135,4 @@ def model_at(uri: Optional[str], config: Config):
     from ganpipe.generation.models import ModelRef
     from ganpipe.store import RunStore
 
-    return ModelRef(RunStore(uri, config.store.storage_options), "")
+    return ModelRef(RunStore(uri, config.store.storage_options, origin="--model"), "")

@@ -42,9 +42,9 @@ def export(
         from ganpipe.store import RunStore
 
         cfg = load(config, set_)
+        target = RunStore(out_uri, cfg.store.storage_options, origin="--out") if out_uri else None
         ref = None if model in (None, "current") else model_at(model, cfg)
         ref = ref or current_model(cfg, RunStore.from_config(cfg))
-        target = RunStore(out_uri, cfg.store.storage_options) if out_uri else None
         return export_model(ref, load_registry(cfg), format_, output, target, licence)
 
     print_record("exported", with_progress(body).to_dict())

@@ -207,7 +207,7 @@ def generate(
         cfg = with_generate_options(load(config, set_), values)
         # 3. The stores, and the stage
         store = RunStore.from_config(cfg)
-        target = RunStore(out_uri, cfg.store.storage_options) if out_uri else None
+        target = RunStore(out_uri, cfg.store.storage_options, origin="--out") if out_uri else None
         try:
             return stage(cfg, store, model=model_at(model, cfg), styles=style, out=target)
         except ConfigError as exc:

@@ -37,7 +37,7 @@ def project(
         cfg = load(config, overrides)
         store = RunStore.from_config(cfg)
         ref = None if model in (None, "current") else model_at(model, cfg)
-        target = RunStore(out_uri, cfg.store.storage_options) if out_uri else None
+        target = RunStore(out_uri, cfg.store.storage_options, origin="--out") if out_uri else None
         return stage(cfg, store, list(images), model=ref, out=target)
 
     results = with_progress(body)

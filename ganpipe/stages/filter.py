@@ -159,7 +159,7 @@ def open_batch(uri: str, storage_options: dict | None = None) -> tuple[ModelRef,
             f"{uri!r} is not a batch folder", where="--batch",
             fix="give the folder of one batch, e.g. <out>/batches/<batch-id>",
         )  # fmt: skip
-    out, files = RunStore(parent or ".", storage_options), layout.BatchFiles(name)
+    out, files = RunStore(parent or ".", storage_options, origin="--batch"), layout.BatchFiles(name)
     if not out.exists(files.manifest):
         inside = [out.uri(name, "batches", b) for b in out.listdir(name, "batches")[:5]]
         hint = "give a folder that 'ganpipe generate' made, e.g. <out>/batches/<batch-id>"

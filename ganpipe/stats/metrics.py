@@ -18,14 +18,20 @@ _BLOCK_BYTES = 1 << 27  # 128 MB of float64 distances per block of rows
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula)."""
+    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula). NaN
+    (shown as "n/a") when either set has fewer than 2 points: one point has no spread to fit."""
     a, b = _float64(a), _float64(b)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     # Tr(sqrt(A B)) from the eigenvalues of sqrt(A) B sqrt(A), which is symmetric.
-    vals, vecs = torch.linalg.eigh(cov_a)
-    sqrt_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
-    middle = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
+    try:
+        vals, vecs = torch.linalg.eigh(cov_a)
+        sqrt_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+        middle = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
+    except torch.linalg.LinAlgError:  # non-finite features: nothing to measure
+        return float("nan")
     return float(((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * middle)
 
 

@@ -49,13 +49,14 @@ _CANNOT_PERSIST = {
 }  # fmt: skip
 
 
-def check_store_root(root: Any) -> None:
+def check_store_root(root: Any, origin: str = "store.root") -> None:
     """An empty root, or one whose protocol cannot keep a run store between processes, is a
-    clear error listing the supported stores (before any connection is tried)."""
+    clear error listing the supported stores (before any connection is tried). ``origin``
+    names where the root came from (``store.root``, ``--out``...)."""
     if not isinstance(root, str) or not root.strip():
         raise StoreError(
-            "store.root is empty",
-            where="store.root",
+            f"{origin} is empty",
+            where=origin,
             fix=f"give the run store's location, e.g. ./ganpipe-runs; supported: "
             f"{SUPPORTED_STORES}",
         )
@@ -64,7 +65,7 @@ def check_store_root(root: Any) -> None:
         if part in _CANNOT_PERSIST:
             raise StoreError(
                 f"the run store {root!r} uses {part}://, which {_CANNOT_PERSIST[part]}",
-                where="store.root",
+                where=origin,
                 fix=f"use a store that persists; supported stores: {SUPPORTED_STORES}",
             )
 
@@ -72,17 +73,21 @@ def check_store_root(root: Any) -> None:
 class RunStore:
     """Relative paths (``datasets/demo/<fp>/manifest.parquet``) resolved under one root URI."""
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self, root: str, storage_options: dict[str, Any] | None = None, origin: str = "store.root"
+    ):
+        """``origin`` names where ``root`` came from in error messages: ``store.root``, or the
+        option that gave it (``--out``, ``--model``, ``--batch``)."""
         from ganpipe.config import resolve_env_refs
 
         options = resolve_env_refs(storage_options or {}, "store.storage_options")
-        check_store_root(root)
+        check_store_root(root, origin)
         try:
             self.fs, root_path = fsspec.core.url_to_fs(root, **options)
         except Exception as exc:  # unknown options, a missing backend, a refused connection
             raise StoreError(
                 f"cannot open the run store {root!r}: {short(exc)}",
-                where="store.root, store.storage_options",
+                where=f"{origin}, store.storage_options",
                 fix=f"check the address, that it is reachable and the options that filesystem "
                 f"accepts; supported stores: {SUPPORTED_STORES}",
             ) from None
@@ -167,10 +172,10 @@ class RunStore:
         data = self.read_bytes(rel)
         try:
             value = fmt.decode(data, self.uri(rel))
-        except StoreDataError:
-            raise
-        except Exception as exc:
-            raise self.damaged(rel, "empty" if not data else f"unreadable ({short(exc)})") from None
+        except Exception as exc:  # the format's own finding, or the parser's
+            found = exc.what.removeprefix(self.uri(rel)).strip() if isinstance(
+                exc, StoreDataError) else f"unreadable ({short(exc)})"  # fmt: skip
+            raise self.damaged(rel, "empty" if not data else found) from None
         if kind is not None and not isinstance(value, kind):
             raise self.damaged(rel, f"holds a {type(value).__name__}, not a {kind.__name__}")
         return value

@@ -48,7 +48,7 @@ def overrides(root: Path, folder: Path, name: str) -> list[str]:
     return values
 
 
-CLEAR = ("too small", "at least", "needs", "only", "fewer")
+CLEAR = ("too small", "too few", "at least", "needs", "only", "fewer")
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -382,3 +382,16 @@ def test_32_bit_images_are_scaled_or_rejected_with_a_reason(mode, values, usable
         assert grey.max() - grey.min() > 200  # a gradient, not a solid square
     else:
         assert result.reason == "corrupt" and "NaN or infinite" in result.detail
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["generate", "--out", "memory://batches"], "--out"),
+    (["export", "--out", "memory://exports"], "--out"),
+    (["filter", "--batch", "memory://b/batches/x"], "--batch"),
+    (["evaluate", "--model", "https://example.com/model"], "--model"),
+])  # fmt: skip
+def test_store_errors_name_the_option_that_gave_the_location(tmp_path, args, named):
+    done = ganpipe(*args, "--set", f"store.root={tmp_path}", timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"Where: {named}" in done.stderr, done.stderr
+    assert "store.root" not in done.stderr.split("Where:")[1].split(".")[0]
