@@ -13,6 +13,7 @@ from ganpipe.config import Config
 from ganpipe.data.dataset import Dataset, TrainingImages, load_dataset
 from ganpipe.errors import ConfigError, StoreError
 from ganpipe.hashing import stable_hash
+from ganpipe.progress import log
 from ganpipe.registry import Registry
 from ganpipe.stages.styles import StyleTable, load_styles
 from ganpipe.store import RunStore, layout, read_uri
@@ -101,7 +102,10 @@ def build_trainer(
                       objective)  # fmt: skip
     warm = start is not None and not start.is_scratch
     trainer.ema_rampup = warm if t.ema_rampup == "auto" else t.ema_rampup
-    trainer.resume(find_resume_point(store, files.checkpoints, t.resume, data.dataset.fingerprint))
+    point = find_resume_point(store, files.checkpoints, t.resume, data.dataset.fingerprint)
+    if point is not None:
+        log.info("resuming from step %d of %s", point[0], version)
+    trainer.resume(point)
     return trainer
 
 

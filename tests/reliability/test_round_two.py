@@ -395,3 +395,42 @@ def test_store_errors_name_the_option_that_gave_the_location(tmp_path, args, nam
     assert done.returncode == 1, done.stderr
     assert f"Where: {named}" in done.stderr, done.stderr
     assert "store.root" not in done.stderr.split("Where:")[1].split(".")[0]
+
+
+# Ctrl-C, sent as a terminal sends it -------------------------------------------------------
+
+
+def _sigint_default() -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored, which would make
+    a Ctrl-C test pass without testing anything: restore the default before exec."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_in_train_answers_at_once_and_resumes(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import prepare_tiny_store, tiny_overrides
+    from tests.reliability.conftest import GANPIPE, REPO, cli_env
+
+    root = prepare_tiny_store(tmp_path / "store")
+    args = sets(tiny_overrides(root, **{"train.steps": 300, "train.checkpoint_every": 20}))
+    proc = subprocess.Popen([*GANPIPE, "train", *args], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not list(root.glob("models/demo/*/checkpoints/step-*.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    assert time.monotonic() - began < 30
+    done = ganpipe("train", *args)  # the same command again
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from step" in done.stderr.lower(), done.stderr[-2000:]
+    assert list(root.glob("models/demo/*/training.json"))
