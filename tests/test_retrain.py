@@ -41,10 +41,15 @@ def test_the_champion_is_what_current_names(tiny_config):
     assert champion(tiny_config, store) is None
     with pytest.raises(StoreError, match="has no current version"):
         current_model(tiny_config, store)
+    for version in ("v-1", "v-2"):  # exported models (current must name one)
+        store.write_json(f"models/demo/{version}/generator.json", {"name": "dcgan"})
     assert promote(store, "demo", "v-1", expected=None)
     assert not promote(store, "demo", "v-2", expected=None)  # someone promoted meanwhile
     assert champion(tiny_config, store).folder == "models/demo/v-1"
     assert current_model(tiny_config, store) == champion(tiny_config, store)
+    promote(store, "demo", "v-9")  # a version that does not exist: a damaged pointer
+    with pytest.raises(StoreError, match="current is damaged.*'v-9'"):
+        champion(tiny_config, store)
 
 
 def _evaluation(space_hash="aaa", fingerprint="d1", per_style=None):

@@ -108,7 +108,11 @@ def templates_folder(config: Config) -> Path | None:
     if value is None:
         return None
     folder = Path(value).expanduser()
-    if not folder.is_dir():
+    try:
+        exists = folder.is_dir()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte
+        exists = False
+    if not exists:
         raise ConfigError(
             f"report.templates names the folder {value}, which does not exist here",
             where="report.templates",

@@ -30,7 +30,7 @@ def _options_for_selected(options: dict, selected: list[str], kind: str, choose:
         shown = ", ".join(selected) or "none"
         raise ValueError(
             f"options given for {', '.join(map(repr, stray))}, which is not among the selected "
-            f"{kind} ({shown}); check the spelling, or add it to {choose}"
+            f"{kind} ({shown}), so check the spelling or add it to {choose}"
         )
     return options
 
