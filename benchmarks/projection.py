@@ -12,6 +12,7 @@ demo images the model never saw (indices past the training set).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import tempfile
@@ -20,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ganpipe.config import load_config
 from ganpipe.data import demo
+from ganpipe.data.dataset import to_pixels
 from ganpipe.data.images import grid
 from ganpipe.generation.models import current_model, promote
+from ganpipe.generation.render import latent
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.project import _load, project_one
@@ -54,8 +58,6 @@ def trained(root: str, name: str, size: int, steps: int | None):
 
 
 def png(image) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -89,12 +91,7 @@ def main() -> None:
                     model = _load(cfg, store, load_registry(cfg), current_model(cfg, store))
                     g = model.generator
                     with torch.no_grad():
-                        from ganpipe.data.dataset import to_pixels
-                        from ganpipe.generation.render import latent
-
                         own = to_pixels(g(latent(123, g.z_dim)[None], torch.tensor([2])))[0]
-                    from PIL import Image
-
                     own_png = png(Image.fromarray(own))
                     began, values, pairs = time.perf_counter(), [], []
                     for i, data in enumerate(held):

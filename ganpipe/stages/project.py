@@ -22,7 +22,7 @@ from ganpipe.contracts import ConditionalGenerator, MixingGenerator, supports
 from ganpipe.data.dataset import to_pixels
 from ganpipe.data.images import encode, grid
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef, current_model
+from ganpipe.generation.models import ModelRef, current_model, generator_meta
 from ganpipe.generation.render import (
     centroid_spread,
     decode_for_model,
@@ -173,20 +173,20 @@ def project(
     out = out or store
     fix = "give the path or URI of an image file"
     sources = [(uri, read_uri(uri, what="the image", where="IMG", fix=fix)) for uri in images]
+    meta = generator_meta(ref)
     loaded: list[_Model] = []
     results = []
     with step("project", total=len(sources), unit=("img", 1)) as advance:
         for uri, data in sources:
-            results.append(_project_or_skip(config, store, registry, ref, out, loaded, uri,
-                                            data))  # fmt: skip
+            results.append(_project_or_skip(config, store, registry, ref, meta, out, loaded,
+                                            uri, data))  # fmt: skip
             advance(1)
     return results
 
 
-def _project_or_skip(config, store, registry, ref, out, loaded, uri, data) -> Projection:
-    from ganpipe.generation.models import generator_meta
-
-    meta = generator_meta(ref)
+def _project_or_skip(config, store, registry, ref, meta, out, loaded, uri, data) -> Projection:
+    """One image: its recorded result when these settings projected it before, else a new
+    projection (the networks are loaded on the first image that needs them)."""
     folder = _folder(meta, uri, data, config.project.model_dump())
     done = f"{folder}/projection.json"
     if out.exists(done):
