@@ -257,6 +257,8 @@ def _summary(
         "batch_uri": generated.uri,
         "report_uri": reported.uri,
         "metrics": dict(reported.metrics),
+        # how long training took here: what a caller needs to plan a longer run on this machine
+        "train": {"seconds": trained.seconds, "images_per_second": trained.images_per_second},
         "counts": {
             "inputs": ingested.counts["inputs"],
             "accepted": ingested.counts["accepted"],
