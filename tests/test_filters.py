@@ -4,6 +4,7 @@ Real pictures stand in for candidates where the right verdict is known: new demo
 images the model never saw) must pass, and blurred ones, copies inside a batch and copies of
 training images must not."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,9 +16,17 @@ import torch
 from PIL import Image, ImageFilter
 
 from ganpipe import hookimpl
-from ganpipe.builtin.filters import Memorisation, NearDuplicate, Sharpness
+from ganpipe.builtin.filters import (
+    MIN_PER_STYLE,
+    MIN_REFERENCE,
+    Memorisation,
+    NearDuplicate,
+    Realism,
+    Sharpness,
+    batch_limits,
+)
 from ganpipe.config import DEFAULT_FILTERS, load_config
-from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.data.decode import fit_square
 from ganpipe.data.demo import STYLES, render
 from ganpipe.data.images import encode
@@ -173,6 +182,133 @@ def test_thresholds_from_options_are_honoured(data):
     assert Sharpness(quantile=0.9).score(context)[1].sum() < default
 
 
+# Realism: calibrated on images the discriminator never trained on ----------------------------
+
+
+class Memoriser(torch.nn.Module):
+    """A discriminator overfit as one is at the end of training: its own training images score
+    10 and more, any other picture about its mean grey level in [-1, 1] (dark drawings low,
+    light ones high, as a style-blind stand-in for a real logit)."""
+
+    def __init__(self, memorised: torch.Tensor):
+        super().__init__()
+        self.memorised = memorised.flatten(1)
+
+    def forward(self, images, styles):
+        seen = torch.cdist(images.flatten(1), self.memorised).min(dim=1).values < 1e-3
+        grey = images.mean(dim=(1, 2, 3))
+        return torch.where(seen, 10.0 + grey, grey)
+
+
+def memorising(data, context, train_rows, hold_out_the_rest: bool = True):
+    """``context`` with a ``Memoriser`` of ``train_rows`` as discriminator and (unless told
+    not to) the dataset's other images as its held-out (val) split."""
+    manifest, dataset = data.dataset.manifest, data.dataset
+    if hold_out_the_rest:
+        split = manifest["split"].where(manifest.index.isin(train_rows), "val")
+        dataset = Dataset(data.store, "demo", dataset.fingerprint, manifest.assign(split=split))
+    memoriser = Memoriser(to_tensor(data.dataset.load_pixels(manifest.loc[train_rows])))
+    return dataclasses.replace(context, dataset=dataset, discriminator=memoriser), memoriser
+
+
+def test_realism_passes_new_real_images_that_an_overfit_discriminator_scores_low(data):
+    # The discriminator trained on 3 images of each style; the other 54 are held out, 8 to 10
+    # of each style, so every style gets its own limit. They are the candidates too.
+    manifest = data.dataset.manifest
+    train_rows = manifest.groupby(data.style_of_row).head(3).index
+    val = manifest.drop(index=train_rows)
+    assert len(val) >= MIN_REFERENCE
+    assert data.style_of_row[val.index].value_counts().min() >= MIN_PER_STYLE
+    context = data.context(data.dataset.load_pixels(val), list(data.style_of_row[val.index]))
+    context, memoriser = memorising(data, context, train_rows)
+    assert len(context.held_out_images()) == 54
+
+    realism = Realism()
+    scores, passed = realism.score(context)
+    assert realism.calibration.startswith("limit at the 0.02 quantile of 54 held-out")
+    assert realism.calibration.endswith("per style for 6 of 6 styles")
+    # Real pictures the discriminator never saw all pass: the lower 2% quantile of 8 to 10
+    # images is the lowest of them, so each style's darkest picture is its limit.
+    assert passed.all() and scores.max() < 1
+    # A limit from the images it trained on (all above 10) would have rejected every one.
+    trained_on = memoriser(memoriser.memorised.view(-1, 3, SIZE, SIZE), None)
+    assert torch.quantile(trained_on, 0.02) > 9 > scores.max()
+
+    # Per style: the darkest style's pictures, asked for as the lightest style, all fail,
+    # where one limit over all styles (the 2nd darkest of the 54) would pass most of them.
+    means = [scores[(context.styles == s).numpy()].mean() for s in range(context.num_styles)]
+    dark, light = int(np.argmin(means)), int(np.argmax(means))
+    darks = (context.styles == dark).numpy()
+    assert (scores[darks] >= np.quantile(scores, 0.02, method="lower")).mean() >= 0.8
+    asked = torch.where(context.styles == dark, light, context.styles)
+    passed = Realism().score(dataclasses.replace(context, styles=asked))[1]
+    assert not passed[darks].any() and passed[~darks].all()
+
+
+def test_realism_without_enough_held_out_images_rejects_the_batch_outliers(data):
+    # The tiny dataset holds out 5 images, too few for a limit: each candidate is compared
+    # with its style's other candidates. The discriminator trained on every training image.
+    manifest = data.dataset.manifest
+    assert (manifest["split"] == "val").sum() < MIN_REFERENCE
+    pixels, styles = data.fresh(per_style=8)
+    pixels[0] = 0  # a black frame, as a dead generator draws
+    pixels[9] = fresh_of("dots", 1)[0]  # a dark dots drawing among the light checker ones
+    assert styles[9] == data.style_of_label["checker"]
+    train_rows = manifest.index[manifest["split"] == "train"]
+    context = memorising(data, data.context(pixels, styles), train_rows, False)[0]
+    realism = Realism()
+    scores, passed = realism.score(context)
+    assert realism.calibration.startswith("only 5 held-out (val) images, fewer than 32")
+    assert np.flatnonzero(~passed).tolist() == [0, 9]
+    # By hand: the black frame's logit is its grey level, -1. The other 7 of its style lie in
+    # [0.12, 0.39]; with it, the median of the 8 is 0.1755 and MAD 0.035, so the limit is
+    # 0.1755 - 3 * 1.4826 * 0.035 = 0.02.
+    assert scores[0] == -1.0
+    limits = batch_limits(torch.tensor(scores), context.styles, context.num_styles, 3.0)
+    assert limits[0] == pytest.approx(0.02, abs=0.002)
+    # mad_k counts robust standard deviations: the dots drawing is 4.1 below its style's median
+    # (0.013, spread 1.4826 * 0.0855), the black frame 22.6 below: k = 8 rejects only the frame.
+    assert np.flatnonzero(~Realism(mad_k=8).score(context)[1]).tolist() == [0]
+
+
+def test_batch_limits_by_hand():
+    # Style 0: 9 candidates, median 4, MAD 2 (deviations 0 1 1 2 2 3 3 4 14): limit
+    # 4 - 3 * 1.4826 * 2 = -4.8956, so -10 fails and 1 passes. Style 1 has 2 candidates, too few
+    # for its own limit: the whole batch's is used, median 4 and MAD 3 of all 11: -9.3434.
+    scores = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, -10, 100, 0], dtype=torch.float64)
+    styles = torch.tensor([0] * 9 + [1] * 2)
+    limits = batch_limits(scores, styles, 2, 3.0)
+    assert limits[:9].tolist() == pytest.approx([4 - 3 * 1.4826 * 2] * 9)
+    assert limits[9:].tolist() == pytest.approx([4 - 3 * 1.4826 * 3] * 2)
+    assert (scores >= limits).tolist() == [True] * 8 + [False, True, True]
+    # More than half equal: MAD is 0, the mean absolute deviation (105 / 10) stands in:
+    # 0 - 3 * 1.2533 * 10.5 = -39.48, so only -100 fails.
+    flat = torch.tensor([0.0] * 8 + [-100.0, 5.0])
+    limits = batch_limits(flat, torch.zeros(10, dtype=torch.long), 1, 3.0)
+    assert limits[0] == pytest.approx(-3 * 1.2533 * 10.5)
+    assert (flat >= limits).tolist() == [True] * 8 + [False, True]
+
+
+def test_an_explicit_realism_threshold_wins(data):
+    manifest = data.dataset.manifest
+    pixels, styles = data.fresh(per_style=8)
+    pixels[0] = 0
+    train_rows = manifest.index[manifest["split"] == "train"]
+    few = memorising(data, data.context(pixels, styles), train_rows, False)[0]  # 5 held out
+    many = memorising(data, few, manifest.groupby(data.style_of_row).head(3).index)[0]
+    for context in (few, many):
+        scores = Realism().score(context)[0]
+        assert not Realism().score(context)[1][0]  # the black frame, by any derived limit
+        realism = Realism(threshold=-1.0)
+        assert realism.score(context)[1].all()  # -1 >= -1: even the black frame, as given
+        assert realism.calibration == "the threshold given, -1"
+        median = float(np.median(scores))
+        assert (Realism(threshold=median).score(context)[1] == (scores >= median)).all()
+        assert not Realism(threshold=1e9).score(context)[1].any()
+    with pytest.raises(ValueError, match="mad_k"):
+        Realism(mad_k=-1)
+
+
 # Through the filter stage ------------------------------------------------------------------
 
 
@@ -214,7 +350,7 @@ def test_the_stage_names_each_planted_copy_and_keeps_every_candidate(data, tiny_
     assert result.pass_rates["memorisation"] == round(22 / 24, 4)
 
 
-def fresh_of(label: str, n: int = 4) -> list[np.ndarray]:
+def fresh_of(label: str, n: int = 4) -> list[np.ndarray]:  # drawings 2000 and on
     return [
         np.asarray(fit_square(render(label, 2000 + i), SIZE, "center_crop", (255, 255, 255)))
         for i in range(n)

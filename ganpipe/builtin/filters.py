@@ -2,9 +2,14 @@
 most real images of a style would pass: a sample is rejected for being unlike the data, not for
 missing an arbitrary number.
 
-``sharpness``, ``near_duplicate`` and ``memorisation`` take the ``lower`` quantile, an actual
-real image's value, so that on the small samples of a small dataset every real image at or above
-it passes instead of the smallest one failing against an interpolated limit."""
+``realism``, ``sharpness``, ``near_duplicate`` and ``memorisation`` take the ``lower`` quantile,
+an actual real image's value, so that on the small samples of a small dataset every real image at
+or above it passes instead of the smallest one failing against an interpolated limit.
+
+A score computed by the model itself (the discriminator's logit) is compared with held-out real
+images only: the discriminator has trained on the others and scores them above almost any new
+picture. The style encoder and the image statistics are not trained by the GAN, so the other
+filters compare with a sample of all real images."""
 
 from __future__ import annotations
 
@@ -14,10 +19,13 @@ import torch
 from torch.nn import functional as F
 
 from ganpipe.data.dataset import to_tensor
+from ganpipe.progress import log
 
 CHUNK = 1024  # images (or rows of a distance matrix) handled at once: bounds memory
 MIN_PER_STYLE = 8  # fewer real images of a style than this: its limit is the overall one
-MIN_REFERENCE = 32  # fewer held-out images than this: training images join the reference
+# Fewer held-out (val) images than this are too few to calibrate on alone: memorisation adds
+# training images to them, realism judges each candidate relative to the batch instead.
+MIN_REFERENCE = 32
 # Floors under the derived thresholds (an explicit one is taken as given), for data that holds
 # copies of itself, which would put the quantile at zero: below these a sample is a copy.
 SAME_EMBEDDING = 1e-3  # style-embedding distance (real neighbours are ~100x further apart)
@@ -29,24 +37,73 @@ def _quantile(values: torch.Tensor, q: float, interpolation: str = "linear") -> 
 
 
 class Realism:
-    """The discriminator's realism logit; passes above the ``quantile`` of real images' logits
-    (or above an explicit ``threshold``)."""
+    """The discriminator's realism logit; at or above the limit passes.
+
+    The limit is the ``quantile`` of the logits of held-out real images (the dataset's ``val``
+    split, which training never sees), per requested style where a style has at least
+    ``MIN_PER_STYLE`` of them (a conditional discriminator scores each style on its own scale)
+    and over all of them for the others. Not of training images: a discriminator at the end of
+    training scores its own training images above almost every new picture, real or generated,
+    so a limit taken from them measures how far it has overfit, not the sample.
+
+    With fewer than ``MIN_REFERENCE`` held-out images in all, a limit from them would be noise,
+    and training images are what must not be used, so a candidate is judged against the batch
+    instead: it fails when its logit is more than ``mad_k`` robust standard deviations below the
+    median of its style's candidates (the whole batch's, for a style with fewer than
+    ``MIN_PER_STYLE`` candidates), i.e. below ``median - mad_k * 1.4826 * MAD`` (1.4826 * MAD is
+    the standard deviation of normal data; where MAD is 0, more than half the logits being
+    equal, ``1.2533 * mean absolute deviation`` takes its place). Median and MAD because the few
+    bad samples this is to catch cannot move them (a mean and standard deviation would be
+    dragged down by exactly those samples, and hide them), and a limit from the spread because
+    a batch quantile would reject a fixed share of even a flawless batch. It catches the
+    outliers of a batch, not a batch that is bad all over: give the dataset a larger
+    ``val_fraction`` for a limit from real images.
+
+    An explicit ``threshold`` replaces either. ``calibration`` says, after ``score``, which
+    limit was used (it is logged too)."""
 
     higher_is_better = True
 
-    def __init__(self, quantile: float = 0.02, threshold: float | None = None):
-        self.quantile = float(quantile)
+    def __init__(self, quantile: float = 0.02, threshold: float | None = None,
+                 mad_k: float = 3.0):  # fmt: skip
+        self.quantile, self.mad_k = float(quantile), float(mad_k)
         self.threshold = None if threshold is None else float(threshold)
         if not 0 <= self.quantile < 1:
             raise ValueError("realism quantile must be in [0, 1)")
+        if self.mad_k < 0:
+            raise ValueError("realism mad_k must be >= 0")
+        self.calibration = ""
 
     def score(self, context):
         if context.discriminator is None:
             raise ValueError("the realism filter needs the model's discriminator")
         fake = context.discriminator_scores(context.images, context.styles)
-        real = context.discriminator_scores(context.real_images, context.real_styles)
-        threshold = self.threshold if self.threshold is not None else _quantile(real, self.quantile)
-        return fake.numpy(), (fake >= threshold).numpy()
+        limits = self._limits(context, fake)
+        log.info("realism filter: %s", self.calibration)
+        return fake.numpy(), (fake >= limits).numpy()
+
+    def _limits(self, context, fake: torch.Tensor) -> torch.Tensor | float:
+        """The limit for each candidate (or one for all), and ``calibration`` set to say why."""
+        if self.threshold is not None:
+            self.calibration = f"the threshold given, {self.threshold:g}"
+            return self.threshold
+        held, held_styles = context.held_out_images(), context.held_out_styles
+        if len(held) >= MIN_REFERENCE:
+            real = context.discriminator_scores(held, held_styles)
+            limits = per_style_limits(real, held_styles, context.num_styles, self.quantile)
+            own = int((torch.bincount(held_styles, minlength=context.num_styles)
+                       >= MIN_PER_STYLE).sum())  # fmt: skip
+            self.calibration = (
+                f"limit at the {self.quantile:g} quantile of {len(held)} held-out (val) images' "
+                f"logits, per style for {own} of {context.num_styles} styles"
+            )
+            return limits[context.styles]
+        self.calibration = (
+            f"only {len(held)} held-out (val) images, fewer than {MIN_REFERENCE}: a candidate "
+            f"fails {self.mad_k:g} robust standard deviations below its style's median logit "
+            "in the batch (raise dataset.val_fraction for a limit from real images)"
+        )
+        return batch_limits(fake, context.styles, context.num_styles, self.mad_k)
 
 
 class StyleMatch:
@@ -228,6 +285,29 @@ def per_style_limits(real: torch.Tensor, real_styles: torch.Tensor, num_styles: 
         if len(mine) >= MIN_PER_STYLE:
             limits[s] = _quantile(mine, quantile, "lower")
     return limits
+
+
+def batch_limits(scores: torch.Tensor, styles: torch.Tensor, num_styles: int,
+                 k: float) -> torch.Tensor:  # fmt: skip
+    """Per candidate, ``median - k * spread`` of its style's scores (of all of them, for a
+    style with fewer than ``MIN_PER_STYLE``), the spread being 1.4826 * MAD, or 1.2533 * the
+    mean absolute deviation where MAD is 0 (both the standard deviation of normal data)."""
+    overall = _robust_floor(scores, k) if len(scores) else float("-inf")
+    limits = torch.full((num_styles,), overall, dtype=torch.float64)
+    for s in range(num_styles):
+        mine = scores[styles == s]
+        if len(mine) >= MIN_PER_STYLE:
+            limits[s] = _robust_floor(mine, k)
+    return limits[styles]
+
+
+def _robust_floor(x: torch.Tensor, k: float) -> float:
+    x = x.double()
+    median = _quantile(x, 0.5)
+    deviation = (x - median).abs()
+    mad = _quantile(deviation, 0.5)
+    spread = 1.4826 * mad if mad > 0 else 1.2533 * float(deviation.mean())
+    return median - k * spread
 
 
 def nearest_other(x: torch.Tensor) -> torch.Tensor:

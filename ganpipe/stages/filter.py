@@ -36,16 +36,37 @@ class FilterContext:
 
     images: torch.Tensor  # candidates (N, 3, H, W) in [-1, 1]
     styles: torch.Tensor  # requested style index per candidate (N,)
-    real_images: torch.Tensor  # the dataset's images (M, 3, H, W)
+    real_images: torch.Tensor  # a sample of the dataset's images, train and val (M, 3, H, W)
     real_styles: torch.Tensor  # their style index (M,)
     table: StyleTable
     encoder: torch.nn.Module
     discriminator: torch.nn.Module | None
     dataset: Dataset | None = None  # the training data, for anything else a filter needs
+    row_styles: pd.Series | None = None  # style name of each row of ``dataset.manifest``
 
     @property
     def num_styles(self) -> int:
         return len(self.table.names)
+
+    def held_out_images(self) -> torch.Tensor:
+        """Real images training never saw: the dataset's ``val`` split, at most
+        ``REAL_PER_STYLE`` per style (seeded), loaded on first use. The reference for anything
+        scored by the model itself (``real_images`` mixes in the discriminator's own training
+        images, which it scores higher than any new picture). Empty without a dataset."""
+        return self._held_out[0]
+
+    @property
+    def held_out_styles(self) -> torch.Tensor:
+        """The style index of each of ``held_out_images()``."""
+        return self._held_out[1]
+
+    @cached_property
+    def _held_out(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dataset is None or self.row_styles is None:
+            return self.images[:0], torch.zeros(0, dtype=torch.long)
+        manifest = self.dataset.manifest
+        return _real_sample(self.dataset, self.row_styles, self.table,
+                            manifest[manifest["split"] == "val"])  # fmt: skip
 
     def fake_embeddings(self) -> torch.Tensor:
         return self._fake_embeddings
@@ -70,7 +91,16 @@ class FilterContext:
             self.discriminator(images[i : i + 256], styles[i : i + 256])
             for i in range(0, len(images), 256)
         ]
-        return torch.cat(out).float()
+        return torch.cat(out).float() if out else torch.zeros(0)
+
+
+def _real_sample(dataset: Dataset, row_styles: pd.Series, table: StyleTable,
+                 rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Pixels and style indices of at most ``REAL_PER_STYLE`` of ``rows`` per style (seeded): a
+    sample estimates a score distribution as well as every image would, at a bounded cost."""
+    picked = dataset.sample(REAL_PER_STYLE, row_styles.loc[rows.index], seed=0, rows=rows)
+    styles = [table.names.index(s) for s in row_styles.loc[picked.index]]
+    return to_tensor(dataset.load_pixels(picked)), torch.tensor(styles, dtype=torch.long)
 
 
 @torch.inference_mode()
@@ -128,23 +158,21 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     dataset = load_dataset(store, config.dataset.name, fingerprint)
     current, assignments = load_styles(store, dataset.fingerprint, table.encoder)
     check_same_styles(current, table, model.uri)
-    style_of = dict(zip(assignments["id"], assignments["style"]))
-    # Thresholds come from the real images' score distributions; a seeded sample per style
-    # estimates them as well as every image would, at a bounded cost.
-    all_styles = dataset.manifest["id"].map(style_of)
-    real = dataset.sample(REAL_PER_STYLE, all_styles, seed=0)
-    real_styles = torch.tensor([table.names.index(style_of[i]) for i in real["id"]])
+    row_styles = dataset.manifest["id"].map(dict(zip(assignments["id"], assignments["style"])))
+    # Thresholds come from the real images' score distributions (train and val alike).
+    real_images, real_styles = _real_sample(dataset, row_styles, table, dataset.manifest)
     encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options,
                           config.dataset.image_size)  # fmt: skip
     return FilterContext(
         images,
         styles_idx,
-        to_tensor(dataset.load_pixels(real)),
+        real_images,
         real_styles,
         table,
         encoder,
         discriminator,
         dataset,
+        row_styles,
     )
 
 
