@@ -47,6 +47,10 @@ def test_every_registered_component_satisfies_its_protocol(tmp_path):
     assert c.supports(built["generator", "dcgan"], c.ConditionalGenerator)
     assert not c.supports(built["generator", "dcgan"], c.MappedGenerator)
     assert c.supports(built["generator", "stylegan"], c.MixingGenerator)
+    assert c.supports(built["generator", "resnet"], c.ConditionalGenerator)
+    assert not c.supports(built["generator", "resnet"], c.MappedGenerator)
+    for name in ("dcgan", "resnet", "sngan"):
+        assert c.supports(built["discriminator", name], c.FeatureDiscriminator), name
     assert c.supports(built["loss", "wgan_gp"], c.DiscriminatorPenalty)
     assert not c.supports(built["loss", "hinge"], c.DiscriminatorPenalty)
     assert c.supports(built["regularizer", "style_consistency"], c.Bindable)

@@ -12,17 +12,23 @@ from ganpipe import hookimpl
 @hookimpl
 def ganpipe_generators():
     from ganpipe.builtin.nets import DCGANGenerator
+    from ganpipe.builtin.resnets import ResNetGenerator
     from ganpipe.builtin.stylenets import StyleGenerator
 
-    return {"dcgan": DCGANGenerator, "stylegan": StyleGenerator}
+    return {"dcgan": DCGANGenerator, "resnet": ResNetGenerator, "stylegan": StyleGenerator}
 
 
 @hookimpl
 def ganpipe_discriminators():
     from ganpipe.builtin.nets import DCGANDiscriminator
+    from ganpipe.builtin.resnets import SNGANDiscriminator
     from ganpipe.builtin.stylenets import ResidualDiscriminator
 
-    return {"dcgan": DCGANDiscriminator, "resnet": ResidualDiscriminator}
+    return {
+        "dcgan": DCGANDiscriminator,
+        "resnet": ResidualDiscriminator,
+        "sngan": SNGANDiscriminator,
+    }
 
 
 @hookimpl

@@ -215,6 +215,15 @@ def unpack_logits(logits: torch.Tensor, pack: int, n: int) -> torch.Tensor:
     return logits.repeat_interleave(pack)[:n] if pack > 1 else logits
 
 
+def projection_logits(
+    h: torch.Tensor, styles: torch.Tensor, linear: nn.Linear, embed: nn.Embedding
+) -> torch.Tensor:
+    """The projection head (Miyato & Koyama 2018) every built-in discriminator ends with: a
+    linear realism score of the pooled features ``h`` (N, C) plus their inner product with the
+    style's embedding. ``styles`` is (N, pack): a pack's embeddings are averaged."""
+    return linear(h).squeeze(1) + (embed(styles).mean(dim=1) * h).sum(dim=1)
+
+
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and
     style embedding: each weight is divided by its largest singular value (one power-iteration
@@ -275,5 +284,4 @@ class DCGANDiscriminator(nn.Module):
         x = torch.cat([x, minibatch_feature(self.minibatch, x, styles[:, 0], self.num_styles)],
                       dim=1)  # fmt: skip
         h = nn.functional.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
-        logits = self.linear(h).squeeze(1) + (self.embed(styles).mean(dim=1) * h).sum(dim=1)
-        return unpack_logits(logits, self.pack, n)
+        return unpack_logits(projection_logits(h, styles, self.linear, self.embed), self.pack, n)

@@ -22,6 +22,7 @@ from ganpipe.builtin.nets import (
     check_pack,
     minibatch_feature,
     pack_images,
+    projection_logits,
     style_vectors,
     unpack_logits,
 )
@@ -218,5 +219,4 @@ class ResidualDiscriminator(nn.Module):
         x = torch.cat([x, minibatch_feature(self.minibatch, x, styles[:, 0], self.num_styles)],
                       dim=1)  # fmt: skip
         h = F.leaky_relu(self.final(x), 0.2).sum(dim=(2, 3))
-        logits = self.linear(h).squeeze(1) + (self.embed(styles).mean(dim=1) * h).sum(dim=1)
-        return unpack_logits(logits, self.pack, n)
+        return unpack_logits(projection_logits(h, styles, self.linear, self.embed), self.pack, n)

@@ -28,7 +28,7 @@ def check_exportable(generator: nn.Module, name: str) -> None:
             "(the ConditionalGenerator methods an export calls)",
             where="--model",
             fix="add condition(style, style_embedding=None) and render(z, cond) to the plugin "
-            "(README, 'Writing a plugin'), or export a dcgan or stylegan model",
+            "(README, 'Writing a plugin'), or export a dcgan, resnet or stylegan model",
         )
 
 

@@ -318,7 +318,7 @@ def _check_blending(generator: torch.nn.Module, plan: BatchPlan, name: str) -> N
         raise ConfigError(
             f"generator {name!r} cannot blend styles (it has no condition() and render())",
             where=option,
-            fix=f"remove {option}, or use a generator that has them (dcgan, stylegan)",
+            fix=f"remove {option}, or use a generator that has them (dcgan, resnet, stylegan)",
         )
 
 

@@ -68,8 +68,8 @@ def projection_kind(generator: torch.nn.Module, name: str) -> str:
         f"generator {name!r} cannot be projected into: it has neither condition() and "
         "render() (ConditionalGenerator) nor a mapping network with levels (MixingGenerator)",
         where="--model",
-        fix="add those methods to the plugin (README, 'Writing a plugin'), or use a dcgan or "
-        "stylegan model",
+        fix="add those methods to the plugin (README, 'Writing a plugin'), or use a dcgan, "
+        "resnet or stylegan model",
     )
 
 
