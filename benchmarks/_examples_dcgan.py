@@ -11,8 +11,6 @@ planes, to D's input: the common way a team makes that script conditional.
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -79,8 +77,8 @@ class ExamplesDiscriminator(nn.Module):
 
 
 class ExamplesDCGAN:
-    """Trainable in slices (``train(seconds)``), so the benchmark can interleave it with
-    ganpipe and give both the same share of a busy machine."""
+    """Trained a step at a time (``step``, ``train_steps``), so the benchmark gives it a budget
+    in steps like every other recipe."""
 
     def __init__(self, images, labels, num_styles: int, batch: int = 64, seed: int = 0):
         torch.manual_seed(seed)
@@ -88,29 +86,32 @@ class ExamplesDCGAN:
         size = images.shape[-1]
         self.G = ExamplesGenerator(num_styles, size)
         self.D = ExamplesDiscriminator(num_styles, size)
+        self.z_dim = self.G.z_dim
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.gen = torch.Generator().manual_seed(seed)
         self.steps = 0
 
-    def train(self, seconds: float) -> None:
+    def step(self) -> None:
         G, D = self.G.train(), self.D.train()
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            idx = torch.randint(len(self.images), (self.batch,), generator=self.gen)
-            real, s = self.images[idx], self.labels[idx]
-            fake = G(torch.randn(self.batch, G.z_dim, generator=self.gen), s)
-            ones, zeros = torch.ones(self.batch), torch.zeros(self.batch)
-            d_loss = F.binary_cross_entropy_with_logits(D(real, s), ones) + \
-                F.binary_cross_entropy_with_logits(D(fake.detach(), s), zeros)  # fmt: skip
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-            g_loss = F.binary_cross_entropy_with_logits(D(fake, s), ones)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
-            self.steps += 1
+        idx = torch.randint(len(self.images), (self.batch,), generator=self.gen)
+        real, s = self.images[idx], self.labels[idx]
+        fake = G(torch.randn(self.batch, G.z_dim, generator=self.gen), s)
+        ones, zeros = torch.ones(self.batch), torch.zeros(self.batch)
+        d_loss = F.binary_cross_entropy_with_logits(D(real, s), ones) + \
+            F.binary_cross_entropy_with_logits(D(fake.detach(), s), zeros)  # fmt: skip
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(D(fake, s), ones)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.steps += 1
+
+    def train_steps(self, n: int) -> None:
+        for _ in range(n):
+            self.step()
 
     @torch.inference_mode()
     def sample(self, z: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

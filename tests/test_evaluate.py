@@ -153,6 +153,14 @@ def test_metrics_tell_a_copier_of_the_data_from_noise(trained):
     assert copier.metrics["style_accuracy"] > 0.9 and abs(copier.metrics["kid"]) < 0.002
     assert noise.metrics["precision"] == noise.metrics["coverage"] == 0.0
     assert copier.model == "demo/replay"
+    # Pixel artefacts per style, relative to the real images (another dozen of the same
+    # drawings): the copier's are near theirs; noise puts far more power on the checkerboard
+    # frequencies than the drawings do, except in a style whose drawings are a fine checker.
+    assert len(copier.artefacts) == len(noise.artefacts) == 6
+    for style, f in copier.artefacts.items():
+        assert 0.5 < f["checkerboard"] < 2 and 0.7 < f["saturation"] < 1.4, (style, f)
+    checker = sorted(f["checkerboard"] for f in noise.artefacts.values())
+    assert checker[1] > 5, checker
 
 
 def test_extra_feature_spaces_and_unknown_names(trained):

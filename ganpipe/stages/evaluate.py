@@ -19,7 +19,7 @@ import torch
 
 from ganpipe.config import Config, EvaluateConfig
 from ganpipe.contracts import TrainableStyleEncoder, supports
-from ganpipe.data.dataset import Dataset, load_dataset, to_pixels
+from ganpipe.data.dataset import Dataset, load_dataset, to_pixels, to_tensor
 from ganpipe.errors import ConfigError
 from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.generation.render import latent
@@ -27,6 +27,7 @@ from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
 from ganpipe.stats import metrics as m
+from ganpipe.stats.artefacts import relative_artefacts
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network
 
@@ -54,6 +55,9 @@ class EvaluationResult:
     features: str  # the primary feature space: the style table's encoder
     metrics: dict[str, float]  # the primary space's figures, keys as in HIGHER_IS_BETTER
     spaces: dict[str, dict] = field(default_factory=dict)  # every space: metrics and per style
+    # pixel artefacts per style, each relative to the real images of that style (1 = like them):
+    # checkerboard energy, mean saturation, clipped share (ganpipe.stats.artefacts)
+    artefacts: dict[str, dict[str, float]] = field(default_factory=dict)
     samples: int = 0
     real_images: int = 0
     settings: dict = field(default_factory=dict)
@@ -97,6 +101,7 @@ def evaluate(
         found[name], hashes[name] = _measure(registry, dataset, name, options, table, images,
                                              config)  # fmt: skip
     result = _result(model, meta, found, hashes, images, dataset.fingerprint, e)
+    result.artefacts = _artefacts(images, table)
     if write:
         model.store.write_json(model.files.evaluation, result.to_dict())
     return result
@@ -240,6 +245,15 @@ def _result(model: ModelRef, meta: dict, found: dict[str, dict], hashes: dict[st
             "dataset_fingerprint": fingerprint,
         },
     )
+
+
+def _artefacts(images: _Images, table: StyleTable) -> dict[str, dict[str, float]]:
+    """Per evaluated style: what a person would spot in its samples and the feature spaces
+    barely see (a checkerboard, colours pushed to the ends), relative to its real images."""
+    fake, real = to_tensor(images.fake), to_tensor(images.real)
+    ratios = relative_artefacts(fake, images.fake_styles, real, images.real_styles,
+                                len(table.names))  # fmt: skip
+    return {table.names[i]: {k: ratios[k][i] for k in ratios} for i in images.styles}
 
 
 def _check_names(registry: Registry, names: list[str]) -> list[str]:

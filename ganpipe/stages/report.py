@@ -279,7 +279,11 @@ def _evaluation(model) -> dict[str, Any]:
     if not found:
         return {"missing": True, "model_uri": model.uri}
     spaces = found["spaces"]
-    per_style = spaces[found["features"]]["per_style"]
+    artefacts = found.get("artefacts", {})  # evaluations written before artefacts have none
+    per_style = {
+        name: {**values, **{f"{k} (x real)": v for k, v in artefacts.get(name, {}).items()}}
+        for name, values in spaces[found["features"]]["per_style"].items()
+    }
     columns = list(next(iter(per_style.values()))) if per_style else []
     return {
         "missing": False,
