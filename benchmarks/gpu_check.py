@@ -7,7 +7,8 @@
    and all of ``--curve-minutes`` (calibrated on this GPU), by ``quality_curves.py``.
 
     python benchmarks/gpu_check.py --out benchmarks/out/gpu   # on a CUDA machine
-    python benchmarks/gpu_check.py --allow-cpu --steps 3 --curve-minutes 0.05   # a smoke run
+    python benchmarks/gpu_check.py --allow-cpu --steps 2 --warmup 1 --batch 4 \
+        --curve-minutes 0.02   # a smoke run of every path, on a CPU
 
 Writes ``throughput.json`` and the curve's ``results.json``, grids and plot under ``--out``.
 """
@@ -38,7 +39,8 @@ def throughput(args, work: Path) -> list[dict]:
                     recipe = [*sets, f"train.precision={precision}",
                               f"train.channels_last={str(channels_last).lower()}",
                               f"train.batch_size={args.batch}"]  # fmt: skip
-                    per_step = calibrate_ganpipe(col, f"gpu-{net}", recipe, args.steps, 10)
+                    per_step = calibrate_ganpipe(col, f"gpu-{net}", recipe, args.steps,
+                                                 args.warmup)  # fmt: skip
                     row = {"size": size, "network": net, "precision": precision,
                            "channels_last": channels_last, "batch": args.batch,
                            "img_per_s": round(args.batch / per_step, 1)}  # fmt: skip
@@ -51,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/out/gpu")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per setting")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--curve-minutes", type=float, default=3.0)
     parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (smoke test)")

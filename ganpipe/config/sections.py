@@ -146,7 +146,9 @@ class TrainConfig(Section):
     )
     augmentations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"diffaugment": {}})
     steps: int = Field(1500, ge=1)  # optimisation steps (one D and one G update each)
-    max_minutes: float | None = Field(3.5, gt=0)  # wall-clock budget; whichever ends first
+    # wall-clock budget; whichever ends first. Off by default: a budget in steps gives the same
+    # model on every machine, however busy (a clock would stop a loaded machine's run early)
+    max_minutes: float | None = Field(None, gt=0)
     batch_size: int = Field(64, ge=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     data_memory_mb: float = Field(2048, gt=0)  # training pixels held in memory; beyond, stream
