@@ -239,6 +239,18 @@ def test_resume_is_bit_identical_with_the_sngan_recipe(prepared):
     _same_weights_and_metrics(store_a, store_b, folder)
 
 
+def test_resume_is_bit_identical_with_the_full_ada_pipeline(prepared):
+    extra = [
+        "train.steps=8",
+        "train.checkpoint_every=4",
+        "train.log_every=2",
+        "train.augmentations={ada: {pipeline: bgc, speed: 200, interval: 1, p: 0.3}}",
+    ]
+    store_a, store_b, folder = _straight_and_resumed(prepared, extra, "bgc")
+    metrics = _same_weights_and_metrics(store_a, store_b, folder)
+    assert metrics["ada_p"].nunique() > 1  # the controller moved the strength
+
+
 def test_a_packing_discriminator_trains_exports_and_judges_any_number_of_images(prepared):
     store_root = prepared.parent / "packed"
     shutil.copytree(prepared, store_root)

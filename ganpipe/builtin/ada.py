@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ganpipe.builtin.ada_pipeline import OPERATIONS, augment, check_operations
 from ganpipe.training.distributed import all_sum
 
 
@@ -28,12 +29,16 @@ class AdaptiveAugment:
 
     Options: ``target`` (0.6, the value of ``E[sign(D(real))]`` to hold), ``speed`` (images
     over which ``p`` could move from 0 to 1: 500k in the paper; smaller suits short CPU runs),
-    ``interval`` (steps between adjustments), ``p`` (the starting strength), ``max_p``.
+    ``interval`` (steps between adjustments), ``p`` (the starting strength), ``max_p``,
+    ``pipeline`` (``classic``: the subset below, as before; ``bgc``: the paper's full blit,
+    geometric and colour pipeline, ``ada_pipeline.py``, with ``ops`` choosing its operations),
+    and ``cutout`` (either pipeline; 0 turns it off).
     """
 
     def __init__(self, target: float = 0.6, speed: int = 20_000, interval: int = 4,
                  p: float = 0.0, max_p: float = 0.8, translation: float = 0.125,
-                 cutout: float = 0.25):  # fmt: skip
+                 cutout: float = 0.25, pipeline: str = "classic",
+                 ops: list[str] | None = None):  # fmt: skip
         if not 0 < target < 1 or speed < 1 or interval < 1 or not 0 <= p <= max_p <= 1:
             raise ValueError(
                 "ada needs 0 < target < 1, speed >= 1, interval >= 1 and 0 <= p <= max_p <= 1"
@@ -42,6 +47,12 @@ class AdaptiveAugment:
             raise ValueError("ada translation must be in [0, 0.5) and cutout in [0, 1)")
         self.target, self.speed, self.interval = float(target), int(speed), int(interval)
         self.max_p, self.translation, self.cutout = float(max_p), translation, cutout
+        if pipeline not in ("classic", "bgc"):
+            raise ValueError("ada pipeline must be 'classic' or 'bgc'")
+        if ops is not None and pipeline != "bgc":
+            raise ValueError("ada ops choose operations of the 'bgc' pipeline: set pipeline: bgc")
+        self.pipeline = pipeline
+        self.ops = check_operations(OPERATIONS if ops is None else ops)
         self.p = float(p)
         self._signs = 0.0  # sum of sign(D(real)) since the last adjustment
         self._seen = 0  # reals observed since the last adjustment
@@ -82,6 +93,12 @@ class AdaptiveAugment:
         if self.p <= 0:
             return x
         n = x.shape[0]
+        if self.pipeline == "bgc":
+            x = augment(x, self.p, self.ops, generator)
+            if self.cutout > 0:
+                keep = (torch.rand(n, generator=generator) < self.p).to(x.device)
+                x = torch.where(keep[:, None, None, None], _cutout(x, self.cutout, generator), x)
+            return x
 
         def chosen() -> torch.Tensor:
             """Which images get the next operation (each with probability p)."""
