@@ -36,7 +36,37 @@ class ConditionalBatchNorm(nn.Module):
         return self.bn(x) * self.gain(cond)[:, :, None, None] + self.bias(cond)[:, :, None, None]
 
 
-class DCGANGenerator(nn.Module):
+class StyleConditioned(nn.Module):
+    """What the generators that take a style through a conditioning vector share: the style
+    table's embedding (plus an optional continuous style code), ``condition`` and ``forward``;
+    each subclass supplies ``render(z, cond)``."""
+
+    def _init_condition(self, num_styles: int, cond_dim: int, style_embedding_dim: int) -> None:
+        self.num_styles = num_styles
+        self.style_embedding_dim = style_embedding_dim
+        self.embed = nn.Embedding(num_styles, cond_dim)
+        self.embed_continuous = (
+            nn.Linear(style_embedding_dim, cond_dim) if style_embedding_dim > 0 else None
+        )
+
+    def condition(
+        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The conditioning vector every layer sees: ``style`` is style indices (N,) or weights
+        over the styles (N, S), a blend such as a reference image gives; ``style_embedding``
+        adds a continuous style code when the generator was built with one."""
+        cond = style_vectors(self.embed, style)
+        if style_embedding is not None and self.embed_continuous is not None:
+            cond = cond + self.embed_continuous(style_embedding)
+        return cond
+
+    def forward(
+        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.render(z, self.condition(style, style_embedding))
+
+
+class DCGANGenerator(StyleConditioned):
     """z + style -> image; ``style_embedding`` (optional) steers it with a continuous style code."""
 
     def __init__(
@@ -52,31 +82,15 @@ class DCGANGenerator(nn.Module):
     ):
         super().__init__()
         self.z_dim = z_dim
-        self.num_styles = num_styles
         self.image_size = image_size
-        self.style_embedding_dim = style_embedding_dim
         n = _num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
-        self.embed = nn.Embedding(num_styles, cond_dim)
-        self.embed_continuous = (
-            nn.Linear(style_embedding_dim, cond_dim) if style_embedding_dim > 0 else None
-        )
+        self._init_condition(num_styles, cond_dim, style_embedding_dim)
         self.project = nn.Linear(z_dim + cond_dim, widths[0] * 16)
         self.norms = nn.ModuleList(ConditionalBatchNorm(w, cond_dim) for w in widths)
         self.ups = nn.ModuleList(upsampling(upsample, widths[i], widths[i + 1]) for i in range(n))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
         self.width0 = widths[0]
-
-    def condition(
-        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The conditioning vector every layer sees: ``style`` is style indices (N,) or weights
-        over the styles (N, S), a blend such as a reference image gives; ``style_embedding``
-        adds a continuous style code when the generator was built with one."""
-        cond = style_vectors(self.embed, style)
-        if style_embedding is not None and self.embed_continuous is not None:
-            cond = cond + self.embed_continuous(style_embedding)
-        return cond
 
     def render(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Image from a latent and a conditioning vector (interpolations blend the latter)."""
@@ -84,11 +98,6 @@ class DCGANGenerator(nn.Module):
         for norm, up in zip(self.norms[:-1], self.ups):
             x = up(torch.relu(norm(x, cond)))
         return torch.tanh(self.to_rgb(torch.relu(self.norms[-1](x, cond))))
-
-    def forward(
-        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.render(z, self.condition(style, style_embedding))
 
 
 UPSAMPLING = ("transpose", "nearest")

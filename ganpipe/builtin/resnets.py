@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from ganpipe.builtin.nets import (
     ConditionalBatchNorm,
+    StyleConditioned,
     _num_doublings,
     apply_spectral_norm,
     check_minibatch,
@@ -25,7 +26,6 @@ from ganpipe.builtin.nets import (
     minibatch_feature,
     pack_images,
     projection_logits,
-    style_vectors,
     unpack_logits,
     upsampling,
 )
@@ -67,7 +67,7 @@ class UpBlock(nn.Module):
         return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(StyleConditioned):
     """z + style -> image through residual up-blocks (SNGAN's generator); ``style_embedding``
     (optional) steers it with a continuous style code.
 
@@ -92,15 +92,10 @@ class ResNetGenerator(nn.Module):
     ):
         super().__init__()
         self.z_dim = z_dim
-        self.num_styles = num_styles
         self.image_size = image_size
-        self.style_embedding_dim = style_embedding_dim
         n = _num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
-        self.embed = nn.Embedding(num_styles, cond_dim)
-        self.embed_continuous = (
-            nn.Linear(style_embedding_dim, cond_dim) if style_embedding_dim > 0 else None
-        )
+        self._init_condition(num_styles, cond_dim, style_embedding_dim)
         self.project = _glorot(nn.Linear(z_dim + cond_dim, widths[0] * 16))
         self.blocks = nn.ModuleList(
             UpBlock(widths[i], widths[i + 1], cond_dim, upsample) for i in range(n)
@@ -109,29 +104,12 @@ class ResNetGenerator(nn.Module):
         self.to_rgb = _glorot(nn.Conv2d(widths[-1], 3, 3, 1, 1))
         self.width0 = widths[0]
 
-    def condition(
-        self, style: torch.Tensor, style_embedding: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The conditioning vector every batch norm sees: ``style`` is style indices (N,) or
-        weights over the styles (N, S), a blend such as a reference image gives;
-        ``style_embedding`` adds a continuous style code when the generator was built with
-        one."""
-        cond = style_vectors(self.embed, style)
-        if style_embedding is not None and self.embed_continuous is not None:
-            cond = cond + self.embed_continuous(style_embedding)
-        return cond
-
     def render(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Image from a latent and a conditioning vector (interpolations blend the latter)."""
         x = self.project(torch.cat([z, cond], dim=1)).view(-1, self.width0, 4, 4)
         for block in self.blocks:
             x = block(x, cond)
         return torch.tanh(self.to_rgb(F.relu(self.norm(x))))
-
-    def forward(
-        self, z: torch.Tensor, style: torch.Tensor, style_embedding: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.render(z, self.condition(style, style_embedding))
 
 
 class DownBlock(nn.Module):
