@@ -29,10 +29,12 @@ def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
         "report_uri",
         "metrics",
         "counts",
+        "train",
     }
     counts = summary["counts"]
     assert counts["inputs"] == 72 == counts["accepted"] + counts["rejected"]
     assert counts["styles"] == 6 and counts["generated"] == 24 and counts["train_steps"] == 80
+    assert summary["train"]["seconds"] > 0 and summary["train"]["images_per_second"] > 0
 
     store = RunStore.from_config(cfg)
     fp = summary["dataset_fingerprint"]
