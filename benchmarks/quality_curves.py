@@ -333,7 +333,8 @@ def main() -> None:
         "--recipe",
         action="append",
         default=[],
-        help="NAME:key=value;key=value (ganpipe --set values); default: default:",
+        help="NAME:key=value;key=value (ganpipe --set values); default: default:; "
+        "none: the references only",
     )
     parser.add_argument("--references", default="plain,strong", help="plain, strong, or none")
     parser.add_argument(
@@ -358,7 +359,7 @@ def main() -> None:
     args.references = [r for r in args.references.split(",") if r in REFERENCES]
     args.ref_options = {"strong": {"ch": args.strong_ch}}
     args.work = args.work or tempfile.mkdtemp(prefix="ganpipe-curves-")
-    recipes = [_recipe(r) for r in (args.recipe or ["default:"])]
+    recipes = [_recipe(r) for r in (args.recipe or ["default:"]) if r != "none"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     calibration = json.loads(Path(args.calibration).read_text())["seconds_per_step"] \
