@@ -251,6 +251,21 @@ def test_resume_is_bit_identical_with_the_full_ada_pipeline(prepared):
     assert metrics["ada_p"].nunique() > 1  # the controller moved the strength
 
 
+def test_resume_is_bit_identical_with_diversity_capped_at_the_data(prepared):
+    extra = [
+        "train.steps=8",
+        "train.checkpoint_every=4",
+        "train.log_every=2",
+        "train.regularizers={diversity: {weight: 0.1, target: data}, "
+        "style_moments: {weight: 3.0, interval: 2}}",
+    ]
+    store_a, store_b, folder = _straight_and_resumed(prepared, extra, "capped")
+    _, state = newest_valid_checkpoint(store_a, f"{folder}/checkpoints")
+    assert float(state["components"]["regularizer:diversity"]["pairs"].sum()) > 0
+    metrics = _same_weights_and_metrics(store_a, store_b, folder)
+    assert metrics["diversity_vs_data"].notna().all()
+
+
 def test_a_packing_discriminator_trains_exports_and_judges_any_number_of_images(prepared):
     store_root = prepared.parent / "packed"
     shutil.copytree(prepared, store_root)

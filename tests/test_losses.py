@@ -60,6 +60,44 @@ def test_diversity_penalty_matches_hand_computed_value():
     assert float(collapsed) > 1000  # identical images for different latents cost a lot
 
 
+def _data_capped(weight: float = 1.0) -> Diversity:
+    from types import SimpleNamespace
+
+    reg = Diversity(weight=weight, eps=0.0, target="data")
+    reg.bind(SimpleNamespace(style_names=["a", "b"], centroids=torch.zeros(2, 2)))
+    return reg
+
+
+def test_diversity_with_a_data_target_pushes_only_up_to_the_datas_own_variety():
+    reg = _data_capped()
+    # reals of style 0: all 0, all 1 and all 3: pair gaps 1, 3, 2 (mean 2); style 1 one image
+    reals = torch.cat([torch.full((1, 3, 4, 4), v) for v in (0.0, 1.0, 3.0, 7.0)])
+    assert reg.d_penalty(None, reals, None, torch.tensor([0, 0, 0, 1]), 0) is None
+    assert reg.pairs.tolist() == [3.0, 0.0] and reg.gap_sum.tolist() == [6.0, 0.0]
+    target = 2.0 / Diversity.LATENT_GAP  # the data's image gap per unit of latent gap
+    latents = torch.cat([torch.zeros(2, 8), 2 * torch.ones(2, 8)])  # latent gap 2
+    style = torch.tensor([0, 0, 0, 0])
+    alike = torch.cat([torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)])  # ratio 1 / 2
+    assert float(reg.g_penalty(alike, latents, style, 0)) == pytest.approx(2 - 1 / target)
+    assert reg.metrics() == {"diversity_vs_data": pytest.approx(0.5 / target)}
+    # pairs as different as the data's (or more, e.g. noise) are left alone: no push, no gradient
+    varied = torch.cat([torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 9.0)])
+    varied.requires_grad_(True)
+    penalty = reg.g_penalty(varied, latents, style, 0)
+    assert float(penalty.detach()) == 0.0
+    penalty.backward()
+    assert float(varied.grad.abs().sum()) == 0.0
+    # a style no real pair was seen of yet: plain MSGAN, weight / ratio
+    other = torch.tensor([1, 1, 1, 1])
+    assert float(reg.g_penalty(alike, latents, other, 0)) == pytest.approx(2.0)
+    # the running figures are state: a restored copy carries on exactly
+    restored = _data_capped()
+    restored.load_state_dict(reg.state_dict())
+    assert torch.equal(restored.gap_sum, reg.gap_sum) and torch.equal(restored.pairs, reg.pairs)
+    with pytest.raises(ValueError, match="target"):
+        Diversity(target="dataset")
+
+
 def test_style_consistency_pulls_fakes_to_their_style_centroid():
     from types import SimpleNamespace
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ganpipe.builtin.nets import per_style_moments
@@ -34,15 +36,55 @@ class Diversity:
     """Mode-seeking regulariser (Mao et al. 2019, MSGAN): two latents of the same style must
     give images that differ in proportion to how much the latents differ. It counters the
     collapse of a style to one image, the commonest failure of conditional GANs on small data.
-    The trainer pairs the two halves of each batch by style, which this relies on."""
+    The trainer pairs the two halves of each batch by style, which this relies on.
 
-    def __init__(self, weight: float = 1.0, eps: float = 1e-5):
+    MSGAN's term, ``weight / ratio`` (the ratio of image gap to latent gap), rewards ever more
+    difference, and past the data's own variety the cheapest difference is noise: samples grow
+    grainier the longer a run trains. With ``target: data`` the term stops at the data: it is
+    ``weight * max(0, 1 / ratio - 1 / target)``, whose gradient is MSGAN's while a batch's pairs
+    differ less than pairs of real images of their styles would, and zero once they differ as
+    much. The target is the mean L1 gap between two real images of the same style (running
+    sums over the real batches the discriminator step sees, part of the checkpoint) over the
+    mean L1 gap of two standard normal latents, 2 / sqrt(pi) per dimension."""
+
+    LATENT_GAP = 2 / math.pi**0.5  # E|a - b| for independent a, b ~ N(0, 1)
+
+    def __init__(self, weight: float = 1.0, eps: float = 1e-5, target: str | None = None):
         if weight < 0:
             raise ValueError("diversity weight must be >= 0")
-        self.weight, self.eps = weight, eps
+        if target not in (None, "data"):
+            raise ValueError(f"diversity target must be 'data' or null, got {target!r}")
+        self.weight, self.eps, self.target = weight, eps, target
+        self.gap_sum: torch.Tensor | None = None  # per style, float64: summed pair gaps
+        self.pairs: torch.Tensor | None = None  # per style: how many pairs
+        self.last_ratio = float("nan")
 
     def d_penalty(self, discriminator, real_images, fake_images, style, step: int):
+        """No penalty on D; with ``target: data`` the reals' same-style gaps are counted."""
+        if self.target is not None:
+            self._observe_reals(real_images, style)
         return None
+
+    def bind(self, context) -> None:
+        """The number of styles (and the device) the running gap sums are kept for."""
+        styles = len(context.style_names)
+        self.gap_sum = torch.zeros(styles, dtype=torch.float64, device=context.centroids.device)
+        self.pairs = torch.zeros_like(self.gap_sum)
+
+    @torch.no_grad()
+    def _observe_reals(self, real: torch.Tensor, style: torch.Tensor) -> None:
+        if self.gap_sum is None:
+            raise RuntimeError("diversity with target: data must be bound to the run's styles")
+        if style.is_floating_point():  # weights over the styles: the strongest style
+            style = style.argmax(dim=1)
+        flat = real.detach().reshape(len(real), -1).double()
+        gaps = torch.cdist(flat, flat, p=1) / flat.shape[1]  # mean absolute pixel difference
+        same = (style[:, None] == style[None, :]).triu(1).double()  # pairs i < j of one style
+        onehot = torch.nn.functional.one_hot(style, len(self.gap_sum)).double()
+        # summed over every rank, so every rank (and so a resume) holds the same figures
+        found = all_sum(torch.stack([onehot.T @ (gaps * same).sum(1), onehot.T @ same.sum(1)]))
+        self.gap_sum += found[0]
+        self.pairs += found[1]
 
     def g_penalty(self, fakes, latents, style, step: int):
         half = fakes.shape[0] // 2
@@ -50,7 +92,39 @@ class Diversity:
             return None
         image_gap = (fakes[:half] - fakes[half : 2 * half]).abs().mean(dim=(1, 2, 3))
         latent_gap = (latents[:half] - latents[half : 2 * half]).abs().mean(dim=1)
-        return self.weight / ((image_gap / latent_gap).mean() + self.eps)
+        ratio = (image_gap / latent_gap).mean()
+        target = self._target_ratio(style[:half]) if self.target is not None else None
+        if target is None:
+            return self.weight / (ratio + self.eps)
+        self.last_ratio = float(ratio.detach() / target)
+        return self.weight * torch.relu(1 / (ratio + self.eps) - 1 / target)
+
+    def _target_ratio(self, style: torch.Tensor) -> float | None:
+        """The image-to-latent gap ratio of real pairs of these styles; None before any."""
+        if self.pairs is None or style.is_floating_point():
+            return None
+        style = style.to(self.pairs.device)
+        if bool((self.pairs[style] == 0).any()):
+            return None
+        gap = (self.gap_sum[style] / self.pairs[style]).mean()
+        return float(gap) / self.LATENT_GAP
+
+    def metrics(self) -> dict[str, float]:
+        """With ``target: data``: the pairs' gap ratio over the data's (1: as varied as it)."""
+        return {"diversity_vs_data": self.last_ratio} if self.target is not None else {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"last_ratio": torch.tensor(self.last_ratio)}
+        if self.gap_sum is not None:
+            state |= {"gap_sum": self.gap_sum.cpu(), "pairs": self.pairs.cpu()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_ratio = float(state["last_ratio"])
+        if "gap_sum" in state and self.gap_sum is not None:
+            device = self.gap_sum.device
+            self.gap_sum = state["gap_sum"].to(device, torch.float64)
+            self.pairs = state["pairs"].to(device, torch.float64)
 
 
 class StyleConsistency:
