@@ -354,7 +354,17 @@ def main() -> None:
     )
     parser.add_argument("--out", default="benchmarks/out/curves")
     parser.add_argument("--work", default=None, help="folder for data and stores (kept)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="results.json files of runs made side by side (one recipe or reference each): "
+        "one table, correlation and plot of them all, written to --out; nothing is trained",
+    )
     args = parser.parse_args()  # fmt: skip
+    if args.merge:
+        merge(args.merge, Path(args.out))
+        return
     args.fractions = [float(f) for f in args.fractions.split(",")]
     args.references = [r for r in args.references.split(",") if r in REFERENCES]
     args.ref_options = {"strong": {"ch": args.strong_ch}}
@@ -378,11 +388,42 @@ def main() -> None:
         plot(rows, out)
 
 
+def merge(files: list[str], out: Path) -> None:
+    """One table of runs that were made side by side, each with its own results.json. Their
+    calibrations must agree wherever they overlap: same steps, same budget."""
+    rows: list[dict] = []
+    calibration: dict[str, float] = {}
+    for f in files:
+        record = json.loads(Path(f).read_text())
+        for key, value in record["seconds_per_step"].items():
+            if calibration.setdefault(key, value) != value:
+                raise SystemExit(f"{f}: calibration of {key!r} differs from an earlier file's")
+        seen = {(r["dataset"], r["run"], r["minutes"]) for r in rows}
+        kept_none = ("kept", "minutes", "steps")  # None means "not measured" there, not NaN
+        rows += [
+            {k: (math.nan if v is None and k not in kept_none else v) for k, v in r.items()}
+            for r in record["rows"]
+            if (r["dataset"], r["run"], r["minutes"]) not in seen
+        ]
+    rows.sort(key=lambda r: (r["dataset"], r["minutes"] is not None, r["run"],
+                             r["minutes"] or 0))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "merged.json").write_text(json.dumps({"files": files, "seconds_per_step": calibration,
+                                                 "rows": record_rows(rows)}, indent=1))  # fmt: skip
+    print_table(rows)
+    kept_against_precision(rows)
+    plot(rows, out)
+
+
+def record_rows(rows: list[dict]) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in r.items()} for r in rows]  # fmt: skip
+
+
 def _save(out: Path, args, machine: str, calibration: dict, rows: list[dict]) -> None:
     record = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "minutes": args.minutes,
               "fractions": args.fractions, "seconds_per_step": calibration,
-              "rows": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                        for k, v in r.items()} for r in rows]}  # fmt: skip
+              "rows": record_rows(rows)}  # fmt: skip
     (out / "results.json").write_text(json.dumps(record, indent=1))
 
 

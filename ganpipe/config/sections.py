@@ -143,8 +143,8 @@ class ModelConfig(Section):
         where the config leaves it out (so the resolved config shows what trains)."""
         for kind in ("generator", "discriminator"):
             options = getattr(self, f"{kind}_options")
-            missing = {k: v for k, v in RECOMMENDED_OPTIONS.get((kind, getattr(self, kind)), {}).items()
-                       if k not in options}  # fmt: skip
+            recommended = RECOMMENDED_OPTIONS.get((kind, getattr(self, kind)), {})
+            missing = {k: v for k, v in recommended.items() if k not in options}
             if missing:  # assigning re-runs this validator: only when something changes
                 object.__setattr__(self, f"{kind}_options", {**options, **missing})
         return self
