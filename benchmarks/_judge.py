@@ -33,8 +33,11 @@ class _SmallCNN(nn.Module):
         return self.head(self.body(x))
 
 
-def _fit(model: nn.Module, images, labels, steps: int, seed: int, shift: int = 3) -> nn.Module:
+def _fit(build, images, labels, steps: int, seed: int, shift: int = 3) -> nn.Module:
+    """Trains ``build()``; seeded before the network is built, so that its initial weights,
+    and so every figure judged with it, do not depend on what the process ran before."""
     torch.manual_seed(seed)
+    model = build()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -56,7 +59,7 @@ class StyleJudge:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_styles: int,
                  steps: int = 800, seed: int = 0):  # fmt: skip
         self.num_styles = num_styles
-        self.model = _fit(_SmallCNN(3, num_styles), images, labels, steps, seed)
+        self.model = _fit(lambda: _SmallCNN(3, num_styles), images, labels, steps, seed)
 
     @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -99,7 +102,8 @@ class DigitJudge:
 
         images, labels = digit_images(size)
         x = torch.from_numpy(images)[:, None] * 2 - 1
-        self.model = _fit(_SmallCNN(1, 10), x, torch.from_numpy(labels), steps, seed, shift=2)
+        labels_t = torch.from_numpy(labels)
+        self.model = _fit(lambda: _SmallCNN(1, 10), x, labels_t, steps, seed, shift=2)
         self.confidence = confidence
         held = torch.from_numpy(images[::7])[:, None] * 2 - 1
         with torch.inference_mode():
