@@ -159,9 +159,10 @@ class TrainConfig(Section):
     loss: str = "nonsaturating"  # registered loss
     loss_options: dict[str, Any] = Field(default_factory=dict)
     # name -> options; the defaults keep each style from collapsing to one image on small data
-    # (diversity, which stops at the data's own variety instead of paying for noise) and match each style's samples to its images as a distribution, neither
-    # shrunk to the centroid nor noisier than the data (style_moments): chosen by the quality
-    # benchmark's ablation (README, "Quality per minute")
+    # (diversity, stopping at the data's own variety instead of paying for noise) and match
+    # each style's samples to its images as a distribution, neither shrunk to the centroid nor
+    # noisier than the data (style_moments): chosen by the quality benchmark (README,
+    # "Quality curves")
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
             "diversity": {"weight": 0.1, "target": "data"},
