@@ -21,7 +21,8 @@ def test_two_ranks_train_identical_weights_and_only_rank_0_writes(tmp_path):
         "train.steps": 6, "train.checkpoint_every": 3, "train.log_every": 1,
         "plugins": "[tests.fixture_plugins.ranks]",
         "train.augmentations": "{ada: {interval: 2, speed: 50}}",
-        "train.regularizers": "{lecam: {}, style_moments: {interval: 1}, diversity: {}}",
+        "train.regularizers":
+            "{lecam: {}, style_moments: {interval: 1}, diversity: {target: data}}",
     })  # fmt: skip
     cfg = load_config(None, overrides)
     store = RunStore.from_config(cfg)
@@ -41,9 +42,10 @@ def test_two_ranks_train_identical_weights_and_only_rank_0_writes(tmp_path):
 
     weights = {r: (records / f"weights-{r}.txt").read_text() for r in (0, 1)}
     assert weights[0] == weights[1]  # both ranks hold identical weights
-    # ...and identical component state: ADA's p, LeCam's anchors, style_moments' statistics
+    # ...and identical component state: ADA's p, LeCam's anchors, style_moments' statistics,
+    # diversity's real pair gaps (each rank sees its own reals: the sums are over both)
     states = {r: (records / f"components-{r}.txt").read_text() for r in (0, 1)}
-    assert states[0].count("\n") == 2, states[0]  # three stateful components recorded
+    assert states[0].count("\n") == 3, states[0]  # four stateful components recorded
     assert states[0] == states[1]
     assert (records / "saved-0.txt").read_text().count("step-") == 2  # steps 3 and 6
     assert not (records / "saved-1.txt").exists()  # rank 1 never wrote a checkpoint

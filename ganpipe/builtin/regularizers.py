@@ -96,6 +96,9 @@ class Diversity:
         target = self._target_ratio(style[:half]) if self.target is not None else None
         if target is None:
             return self.weight / (ratio + self.eps)
+        if target <= 0:  # the styles' real images are all alike: no variety to seek
+            self.last_ratio = float("nan")
+            return None
         self.last_ratio = float(ratio.detach() / target)
         return self.weight * torch.relu(1 / (ratio + self.eps) - 1 / target)
 
@@ -114,13 +117,13 @@ class Diversity:
         return {"diversity_vs_data": self.last_ratio} if self.target is not None else {}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {"last_ratio": torch.tensor(self.last_ratio)}
-        if self.gap_sum is not None:
-            state |= {"gap_sum": self.gap_sum.cpu(), "pairs": self.pairs.cpu()}
-        return state
+        """The running real gaps (summed over every rank, so the same on each). The logged
+        ratio is this rank's and recomputed every step: not state."""
+        if self.gap_sum is None:
+            return {}
+        return {"gap_sum": self.gap_sum.cpu(), "pairs": self.pairs.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.last_ratio = float(state["last_ratio"])
         if "gap_sum" in state and self.gap_sum is not None:
             device = self.gap_sum.device
             self.gap_sum = state["gap_sum"].to(device, torch.float64)
