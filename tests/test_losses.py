@@ -98,6 +98,13 @@ def test_diversity_with_a_data_target_pushes_only_up_to_the_datas_own_variety():
         Diversity(target="dataset")
 
 
+def test_diversity_with_a_data_target_leaves_a_style_of_identical_images_alone():
+    reg = _data_capped()
+    reg.d_penalty(None, torch.zeros(3, 3, 4, 4), None, torch.tensor([0, 0, 0]), 0)
+    latents = torch.cat([torch.zeros(2, 8), 2 * torch.ones(2, 8)])
+    assert reg.g_penalty(torch.zeros(4, 3, 4, 4), latents, torch.tensor([0, 0, 0, 0]), 0) is None
+
+
 def test_style_consistency_pulls_fakes_to_their_style_centroid():
     from types import SimpleNamespace
 
