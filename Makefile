@@ -34,6 +34,7 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check ganpipe flows plugins tests benchmarks
 	$(BIN)/ruff format --check ganpipe flows plugins tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) ganpipe-runs .pytest_cache

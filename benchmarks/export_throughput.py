@@ -19,14 +19,15 @@ import onnxruntime as ort
 import torch
 
 from ganpipe.config import load_config
+from ganpipe.domain.model_pointers import ModelRef, promote
+from ganpipe.domain.style_table import load_styles
 from ganpipe.export import export_model
 from ganpipe.generation.chunks import lazy_renderer
-from ganpipe.generation.models import ModelRef, promote
 from ganpipe.generation.render import RENDER_ROWS, latent
 from ganpipe.registry import load_registry
 from ganpipe.stages.generate import plan_batch
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network
 

@@ -24,7 +24,7 @@ import torch
 
 from ganpipe.config import DEFAULT_FILTERS, load_config
 from ganpipe.data.dataset import load_dataset
-from ganpipe.generation.models import promote
+from ganpipe.domain.model_pointers import promote
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import batch_context, filter_batch
 from ganpipe.stages.generate import generate, planned_batch

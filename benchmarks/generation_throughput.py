@@ -26,10 +26,10 @@ from PIL import Image
 from ganpipe.builtin.nets import DCGANGenerator
 from ganpipe.config import load_config
 from ganpipe.data.dataset import to_pixels
-from ganpipe.generation.models import ModelRef
+from ganpipe.domain.model_pointers import ModelRef
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.generation.render import latent
 from ganpipe.stages.generate import generate
-from ganpipe.stages.styles import StyleTable
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network
 

@@ -23,7 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ganpipe-bench-prefect-"))
 
 from ganpipe.config import load_config  # noqa: E402
-from ganpipe.generation.models import promote  # noqa: E402
+from ganpipe.domain.model_pointers import promote  # noqa: E402
 from ganpipe.registry import load_registry  # noqa: E402
 from ganpipe.stages.filter import filter_batch  # noqa: E402
 from ganpipe.stages.generate import generate, planned_batch  # noqa: E402

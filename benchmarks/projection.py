@@ -27,7 +27,7 @@ from ganpipe.config import load_config
 from ganpipe.data import demo
 from ganpipe.data.dataset import to_pixels
 from ganpipe.data.images import grid
-from ganpipe.generation.models import current_model, promote
+from ganpipe.domain.model_pointers import current_model, promote
 from ganpipe.generation.render import latent
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest

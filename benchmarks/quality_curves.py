@@ -53,9 +53,10 @@ from _strong_reference import StrongReference
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_pixels, to_tensor
 from ganpipe.data.images import encode, grid
+from ganpipe.domain.style_table import load_styles
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import styles
 from ganpipe.stats.artefacts import relative_artefacts
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import checkpoint_name, load_network
@@ -155,7 +156,7 @@ def run_reference(col: Collection, kind: str, options: dict, plan: list[int]):
 
 def _kept(cfg, store: RunStore, folder: str) -> float | None:
     """Share of a default batch (the config's generate and filter settings) the filters keep."""
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.stages.filter import filter_batch
     from ganpipe.stages.generate import generate
 

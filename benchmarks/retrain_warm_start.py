@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from ganpipe.config import load_config
 from ganpipe.data import demo
-from ganpipe.generation.models import ModelRef, champion, promote
+from ganpipe.domain.model_pointers import ModelRef, champion, promote
 from ganpipe.stages.evaluate import evaluate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles

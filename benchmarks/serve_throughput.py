@@ -22,7 +22,7 @@ import urllib.request
 import torch
 
 from ganpipe.config import load_config
-from ganpipe.generation.models import promote
+from ganpipe.domain.model_pointers import promote
 from ganpipe.serve.local import free_port, wait_until_up
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest

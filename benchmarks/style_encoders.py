@@ -25,9 +25,9 @@ from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import embed, embed_dataset, encoder_for
 from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity
 from ganpipe.store import RunStore
+from ganpipe.style_encoders import embed, embed_dataset, encoder_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corpus import make_corpus  # noqa: E402

@@ -18,8 +18,9 @@ from _reference import plain_loop
 
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset
+from ganpipe.domain.style_table import load_styles
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.training.train import train
 

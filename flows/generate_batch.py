@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def _model_and_out(cfg: Config, store, model: str, out: str | None):
-    from ganpipe.generation.models import ModelRef, current_model
+    from ganpipe.domain.model_pointers import ModelRef, current_model
     from ganpipe.store import RunStore
 
     ref = current_model(cfg, store) if model == "current" else ModelRef(

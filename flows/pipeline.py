@@ -130,7 +130,7 @@ def styles_task(config: dict[str, Any], ingested: IngestResult) -> StylesResult:
 @task(name="train", cache_key_fn=content_key, **CACHED, **OUTAGE_RETRIES)
 def train_task(config: dict[str, Any], styled: StylesResult, promote: bool = True) -> TrainResult:
     """Train (or reuse) the model version; ``promote`` makes it production's current one."""
-    from ganpipe.generation.models import promote as make_current
+    from ganpipe.domain.model_pointers import promote as make_current
     from ganpipe.training.train import train
 
     cfg, store, registry = _open(config)
@@ -152,7 +152,7 @@ def train_task(config: dict[str, Any], styled: StylesResult, promote: bool = Tru
 def _trained_model(store: RunStore, trained: TrainResult):
     """The version this run trained (not whatever ``current`` names by now: another run may
     have promoted its own meanwhile)."""
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.store import layout
 
     return ModelRef(store, layout.model_dir(trained.model, trained.version))

@@ -46,7 +46,7 @@ def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
 @task(name="evaluate", cache_policy=NO_CACHE, **IO_RETRIES)
 def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> EvaluationResult:
     """Evaluate the model at ``model_uri`` (default: the current one)."""
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.stages.evaluate import evaluate
     from ganpipe.store import RunStore
 
@@ -59,7 +59,7 @@ def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> Evalu
 
 @task(name="model-report", cache_policy=NO_CACHE, **IO_RETRIES)
 def model_report_task(config: dict[str, Any], model_uri: str) -> ReportResult:
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.stages.report import model_report
     from ganpipe.store import RunStore
 
@@ -73,7 +73,7 @@ def gate_task(config: dict[str, Any], trained: TrainResult) -> Decision:
     """Measure challenger and champion on the same images (the challenger's dataset's
     held-out split, the same seeds) in the same pinned space, decide, record the decision
     beside the challenger and promote it if it won."""
-    from ganpipe.generation.models import ModelRef, champion, promote
+    from ganpipe.domain.model_pointers import ModelRef, champion, promote
     from ganpipe.stages import gate as retrain
     from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
     from ganpipe.store import layout

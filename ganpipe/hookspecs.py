@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ganpipe import contracts
     from ganpipe.config import Config
     from ganpipe.contracts import ComponentFactory
-    from ganpipe.training.train import TrainState
+    from ganpipe.contracts.contexts import TrainState
 
 hookspec = pluggy.HookspecMarker("ganpipe")
 
@@ -118,7 +118,7 @@ def ganpipe_quality_filters() -> Mapping[str, ComponentFactory[contracts.Quality
     Returns:
         Name to factory, or an empty mapping. Each factory is called as ``factory(**options)``
         and returns a ``contracts.QualityFilter``, scored on a
-        ``ganpipe.stages.filter.FilterContext``.
+        ``ganpipe.contracts.contexts.FilterContext``.
     """
 
 

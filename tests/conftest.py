@@ -131,7 +131,7 @@ def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     """Ingest the tiny demo into ``root``, find its styles, train and promote a model: the
     starting point of every test that needs a trained model. Returns ``root``."""
     from ganpipe.config import load_config
-    from ganpipe.generation.models import promote
+    from ganpipe.domain.model_pointers import promote
     from ganpipe.stages.ingest import ingest
     from ganpipe.stages.styles import styles
     from ganpipe.store import RunStore
@@ -158,10 +158,11 @@ def random_models(root: Path) -> Path:
 
     from ganpipe.config import load_config
     from ganpipe.data.dataset import load_dataset
-    from ganpipe.generation.models import promote
+    from ganpipe.domain.model_pointers import promote
+    from ganpipe.domain.style_table import load_styles
     from ganpipe.registry import load_registry
     from ganpipe.stages.ingest import ingest
-    from ganpipe.stages.styles import load_styles, styles
+    from ganpipe.stages.styles import styles
     from ganpipe.store import RunStore, layout
     from ganpipe.store.checkpoints import export_network
 

@@ -9,10 +9,10 @@ from ganpipe import hookimpl
 from ganpipe.cli import app
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.domain.model_pointers import ModelRef, current_model
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
-from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network
 from tests.conftest import tiny_overrides, train_tiny_model

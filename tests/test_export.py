@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from ganpipe.cli import app
 from ganpipe.config import load_config
+from ganpipe.domain.model_pointers import ModelRef
 from ganpipe.errors import ConfigError
 from ganpipe.export import export_model
 from ganpipe.export.formats import run_onnx, run_torchscript
-from ganpipe.generation.models import ModelRef
 from ganpipe.generation.render import latent
 from ganpipe.registry import load_registry
 from ganpipe.stages.generate import generate

@@ -30,13 +30,13 @@ from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
 from ganpipe.data.decode import fit_square
 from ganpipe.data.demo import STYLES, render
 from ganpipe.data.images import encode
+from ganpipe.domain.model_pointers import ModelRef, current_model
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import ConfigError, PluginError
-from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import build_context, filter_batch, load_batch_images, open_batch
 from ganpipe.stages.generate import generate, planned_batch
 from ganpipe.stages.report import report
-from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
 
@@ -149,7 +149,7 @@ def test_copies_inside_a_batch_keep_the_first(data):
 def test_copies_of_training_images_are_memorised(data, monkeypatch):
     # Two real images per style in the context's sample: the filter must still search every
     # training image, so copy one that is not in the sample.
-    monkeypatch.setattr("ganpipe.stages.filter.REAL_PER_STYLE", 2)
+    monkeypatch.setattr("ganpipe.contracts.contexts.REAL_PER_STYLE", 2)
     pixels, styles = data.fresh(per_style=2)
     sample = data.context(pixels, styles).real_images
     assert len(sample) == 12

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset, to_pixels
+from ganpipe.domain.model_pointers import ModelRef
+from ganpipe.domain.style_table import StyleTable, load_styles
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef
 from ganpipe.generation.render import RENDER_ROWS, latent
 from ganpipe.generation.request import BatchRequest
 from ganpipe.registry import load_registry
 from ganpipe.stages.generate import assemble_batch, generate, generate_chunk, plan_batch
-from ganpipe.stages.styles import StyleTable, load_styles
 from ganpipe.store import RunStore, layout
 from tests.conftest import RANDOM_MODELS, random_models, tiny_overrides
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ganpipe.config import load_config
+from ganpipe.domain.model_pointers import ModelRef, current_model
 from ganpipe.errors import ConfigError, PluginError, StoreError
-from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.registry import load_registry
 from ganpipe.stages.filter import filter_batch
 from ganpipe.stages.generate import generate, planned_batch

@@ -20,10 +20,10 @@ from ganpipe.cli import app
 from ganpipe.config import load_config
 from ganpipe.data import demo
 from ganpipe.data.dataset import to_pixels
+from ganpipe.domain.latent_codes import ProjectedCode
+from ganpipe.domain.model_pointers import ModelRef, current_model
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.generation.render import latent
-from ganpipe.projection.codes import ProjectedCode
 from ganpipe.registry import load_registry
 from ganpipe.stages.generate import generate
 from ganpipe.stages.project import project
@@ -171,8 +171,9 @@ def test_variations_are_deterministic_and_stay_in_the_projected_style(projected,
     far_gap = np.mean([np.abs(im.astype(int) - reconstruction).mean() for im in far])
     assert 0 < near_gap < far_gap
     # the style encoder puts the variations in the projected style
+    from ganpipe.domain.style_table import StyleTable
     from ganpipe.generation.render import model_encoder
-    from ganpipe.stages.styles import StyleTable, embed
+    from ganpipe.style_encoders import embed
 
     cfg = config(root, name)
     ref = current_model(cfg, RunStore(str(root)))
@@ -260,7 +261,7 @@ def test_generator_without_the_methods_cannot_be_projected(tmp_path):
     registry = load_registry(cfg)
     store = RunStore(str(root))
     from ganpipe.data.dataset import load_dataset
-    from ganpipe.stages.styles import load_styles
+    from ganpipe.domain.style_table import load_styles
 
     dataset = load_dataset(store, "demo")
     table, _ = load_styles(store, dataset.fingerprint, cfg.style.encoder)

@@ -181,8 +181,8 @@ def test_exported_weights_load_back_as_the_same_networks(tmp_path):
 
 def test_resnet_and_sngan_train_export_and_generate(tmp_path):
     from ganpipe.config import load_config
+    from ganpipe.domain.model_pointers import ModelRef, promote
     from ganpipe.export import export_model
-    from ganpipe.generation.models import ModelRef, promote
     from ganpipe.registry import load_registry
     from ganpipe.stages.generate import generate
     from ganpipe.store import RunStore, layout

@@ -8,8 +8,8 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.data.demo import write_demo_dataset
+from ganpipe.domain.model_pointers import champion, current_model, promote
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import champion, current_model, promote
 from ganpipe.stages.gate import decide
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
@@ -61,7 +61,7 @@ def _evaluation(space_hash="aaa", fingerprint="d1", per_style=None):
 
 
 def test_a_stored_evaluation_is_reused_only_in_the_same_space_on_the_same_images(tiny_config):
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.stages.gate import keep_evaluation, stored_evaluation
 
     store = RunStore.from_config(tiny_config)

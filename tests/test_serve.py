@@ -256,7 +256,7 @@ def test_interpolation_frames_and_exemplar_links(served):
 def test_a_model_uri_can_be_the_served_default(served, tmp_path):
     import shutil
 
-    from ganpipe.generation.models import champion
+    from ganpipe.domain.model_pointers import champion
 
     client, cfg, store, _ = served
     copy = tmp_path / "exported-model"

@@ -7,11 +7,13 @@ from ganpipe.config import load_config
 from ganpipe.data.dataset import load_dataset
 from ganpipe.data.demo import render
 from ganpipe.data.images import encode
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import ConfigError, StoreError
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import embed_dataset, encoder_for, load_styles, match_reference, styles
+from ganpipe.stages.styles import match_reference, styles
 from ganpipe.store import RunStore
+from ganpipe.style_encoders import embed_dataset, encoder_for
 from tests.conftest import tiny_overrides
 
 CONTRASTIVE = ["style.encoder=contrastive", "style.encoder_options={steps: 20, batch_size: 32}"]

@@ -11,10 +11,11 @@ import torch
 from ganpipe.config import load_config
 from ganpipe.data import demo
 from ganpipe.data.dataset import load_dataset
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import ConfigError
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.style_lineage import Previous, fresh_ids, match
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import styles
 from ganpipe.stats.assignment import assign
 from ganpipe.store import RunStore
 

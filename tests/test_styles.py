@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from ganpipe.config import load_config
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import ConfigError, StoreError
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import load_styles, styles
+from ganpipe.stages.styles import styles
 from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity, silhouette
 from ganpipe.store import RunStore
 from tests.conftest import tiny_overrides
@@ -73,7 +74,7 @@ def test_kmeans_and_agreement_scores():
 
 
 def test_styles_named_by_digits_are_found_by_name():
-    from ganpipe.stages.styles import StyleTable
+    from ganpipe.domain.style_table import StyleTable
 
     table = StyleTable(["1", "2", "3"], [1, 1, 1], torch.zeros(3, 2), [[], [], []], "texture", {})
     assert [table.index(n) for n in ["1", "2", "3"]] == [0, 1, 2]

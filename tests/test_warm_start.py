@@ -8,17 +8,18 @@ import torch
 
 from ganpipe.config import load_config
 from ganpipe.data import demo
+from ganpipe.domain.model_pointers import champion
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import champion
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
-from ganpipe.stages.styles import StyleTable, styles
+from ganpipe.stages.styles import styles
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network
 from ganpipe.training.components import build_networks
 from ganpipe.training.mixed_precision import resolve_precision
-from ganpipe.training.setup import load_training_data
 from ganpipe.training.train import train
+from ganpipe.training.training_data import load_training_data
 from ganpipe.training.warm_start import (
     freeze_early_layers,
     resolve_init,
@@ -136,7 +137,7 @@ def test_a_warm_started_version_trains_exports_and_names_its_start(champion_then
 
     # Asked for by the same name, each old style still has its look: the style encoder puts
     # the new version's samples in the same style as the champion's
-    from ganpipe.stages.styles import embed, encoder_for
+    from ganpipe.style_encoders import embed, encoder_for
 
     old_g, old_meta = load_network(store, start.folder, "generator", registry)
     old_table, new_table = (

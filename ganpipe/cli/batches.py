@@ -68,7 +68,7 @@ def report(
     else:
 
         def body():
-            from ganpipe.generation.models import current_model
+            from ganpipe.domain.model_pointers import current_model
             from ganpipe.stages.report import model_report
             from ganpipe.store import RunStore
 

@@ -132,7 +132,7 @@ def model_at(uri: Optional[str], config: Config):
     """``--model URI`` as a model reference (None when not given: the current model)."""
     if not uri:
         return None
-    from ganpipe.generation.models import ModelRef
+    from ganpipe.domain.model_pointers import ModelRef
     from ganpipe.store import RunStore
 
     return ModelRef(RunStore(uri, config.store.storage_options, origin="--model"), "")

@@ -36,8 +36,8 @@ def export(
     fresh batch and checked against the generator before it is written."""
 
     def body():
+        from ganpipe.domain.model_pointers import current_model
         from ganpipe.export import export_model
-        from ganpipe.generation.models import current_model
         from ganpipe.registry import load_registry
         from ganpipe.store import RunStore
 

@@ -108,7 +108,7 @@ def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
     Under torchrun (e.g. torchrun --nproc_per_node=2 -m ganpipe train) it trains data-parallel."""
 
     def body():
-        from ganpipe.generation.models import promote
+        from ganpipe.domain.model_pointers import promote
         from ganpipe.store import RunStore
         from ganpipe.training.train import train as stage
 

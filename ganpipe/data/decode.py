@@ -10,9 +10,13 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from ganpipe.config import Config
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,12 @@ class DecodeSettings:
     min_size: int = 8
     max_pixels: int = 50_000_000
     background: tuple[int, int, int] = (255, 255, 255)
+
+
+def decode_settings(config: Config) -> DecodeSettings:
+    """The decode settings of ``config.dataset``: what ingest and reference images share."""
+    d = config.dataset
+    return DecodeSettings(d.image_size, d.resize, d.min_size, d.max_pixels, tuple(d.background))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,8 +27,24 @@ from ganpipe.progress import log
 from ganpipe.store import RunStore, layout
 from ganpipe.store.shards import ShardWriter
 
-if TYPE_CHECKING:
-    from ganpipe.stages.ingest import IngestResult
+
+@dataclass
+class IngestResult:
+    """What an ingest made: the dataset version, its counts, and what it reused. Defined here,
+    where the version is placed; the ingest stage returns it."""
+
+    name: str
+    fingerprint: str
+    uri: str
+    counts: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    decoded: int = 0  # inputs read and decoded in this run
+    reused_inputs: int = 0  # inputs known from an earlier run, not decoded again
+    reused: bool = False  # the dataset version already existed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 MANIFEST_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("sha256", pa.string()),

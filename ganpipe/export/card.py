@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.export.graph import GeneratorGraph
-from ganpipe.stages.styles import StyleTable
 
 _ONNX_USAGE = """import numpy as np, onnxruntime as ort
 session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ganpipe.domain.model_pointers import ModelRef
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import ModelRef
 from ganpipe.progress import log
 from ganpipe.registry import Registry
 from ganpipe.store import RunStore
@@ -44,10 +44,10 @@ def export_model(
 ) -> ExportResult:
     """Write ``model``'s generator as ``fmt`` with ``output`` images into ``out`` (default:
     ``export/<format>`` in the model version) with its model card."""
+    from ganpipe.domain.style_table import StyleTable
     from ganpipe.export import formats
     from ganpipe.export.card import model_card
     from ganpipe.export.graph import GeneratorGraph, check_exportable
-    from ganpipe.stages.styles import StyleTable
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", where="--format",

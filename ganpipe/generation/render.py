@@ -9,28 +9,24 @@ and of which other images a rerun happens to render beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ganpipe.config import Config
 from ganpipe.data.dataset import load_dataset, to_pixels
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError
+from ganpipe.generation.plan import PROJECTED, REFERENCE, BatchPlan, Job, StyleCode
 from ganpipe.generation.request import reference_bytes
 from ganpipe.registry import Registry
-from ganpipe.stages.styles import StyleTable, embed, encoder_for
 from ganpipe.store import RunStore
-
-if TYPE_CHECKING:
-    from ganpipe.generation.chunks import BatchPlan, Job
+from ganpipe.style_encoders import embed, encoder_for
 
 RENDER_ROWS = 32  # rows of every forward pass (a good size for CPU caches, too)
 MEAN_W_SAMPLES = 2048  # latents averaged for a style's mean code (truncation)
 MEAN_W_SEED = 12345  # ...drawn from this seed, so the mean is the same in every process
-REFERENCE = -1  # style index of jobs conditioned on the reference images' style code
-PROJECTED = -2  # latent and style index of jobs starting from a projected code (around)
 _MEAN_W: dict[tuple[str, str], torch.Tensor] = {}  # model -> per-style mean codes (S, w_dim)
 
 
@@ -72,21 +68,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 # Reference images -----------------------------------------------------------------------------
 
 
-@dataclass
-class StyleCode:
-    """A reference's style: soft weights over the model's styles and its embedding."""
-
-    weights: list[float]
-    embedding: list[float]
-    nearest: str
-
-
 def decode_for_model(config: Config, meta: dict, uris: list[str], data: list[bytes],
                      where: str, what: str) -> np.ndarray:  # fmt: skip
     """Images as the model sees them (its image size, the dataset's decode settings):
     (N, H, W, 3) uint8. One that cannot be used is a config error naming it and ``where``."""
-    from ganpipe.data.decode import Rejected, decode_image
-    from ganpipe.stages.ingest import decode_settings
+    from ganpipe.data.decode import Rejected, decode_image, decode_settings
 
     size = meta.get("options", {}).get("image_size", config.dataset.image_size)
     settings = replace(decode_settings(config), image_size=size)

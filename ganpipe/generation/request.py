@@ -18,7 +18,7 @@ from ganpipe.store import read_uri
 
 if TYPE_CHECKING:
     from ganpipe.config import GenerateConfig
-    from ganpipe.stages.styles import StyleTable
+    from ganpipe.domain.style_table import StyleTable
 
 DEFAULT_PNG_LEVEL = 6  # left out of the identity, so requests made before it keep their ids
 _DESCRIPTIVE = ("model", "reference_weights")  # in request.json for readers, not asked for
@@ -96,7 +96,7 @@ class BatchRequest:
                     where="generate.around",
                     fix="vary the projected code, or generate in the reference's style",
                 )
-            from ganpipe.projection.codes import ProjectedCode
+            from ganpipe.domain.latent_codes import ProjectedCode
 
             data = around_bytes(g.around)
             code = ProjectedCode.from_bytes(data, "generate.around")

@@ -29,13 +29,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ganpipe.config import Config, validate_config
+from ganpipe.domain.model_pointers import ModelRef, champion
 from ganpipe.errors import ConfigError, GanpipeError
-from ganpipe.generation.models import ModelRef, champion
 from ganpipe.serve.render_queue import RenderQueue
-from ganpipe.serve.security import safe_name, token_matches
+from ganpipe.serve.security import safe_name, signed_in, token_matches
+from ganpipe.serve.store_views import CURATION, batch_manifest, read_curation, style_rows
 from ganpipe.store import RunStore, layout
 
-CURATION = "curation.parquet"
 MEDIA = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 
@@ -75,10 +75,9 @@ def create_app(config: Config, token: str | None = None, render_threads: int | N
 
     def authorised(request: Request) -> None:
         """The bearer token, or the studio's session cookie (set by signing in with it)."""
-        from ganpipe.serve.studio import _signed_in
 
         if token and not (token_matches(request.headers.get("authorization"), token)
-                          or _signed_in(request, token)):  # fmt: skip
+                          or signed_in(request, token)):  # fmt: skip
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
@@ -128,13 +127,13 @@ def _model_routes(app: FastAPI, store: RunStore, model_of: Callable, api: list) 
                          ("retrain", files.retrain)):  # fmt: skip
             found[key] = store.read_json(rel) if store.exists(rel) else None
         meta = store.read_json(files.network("generator", "json"))
-        found["styles"] = _styles(meta)
+        found["styles"] = style_rows(meta)
         return found
 
     @app.get("/api/styles", dependencies=api)
     def styles(model: str | None = None) -> list[dict]:
         ref = model_of(model)
-        found = _styles(ref.store.read_json(ref.files.network("generator", "json")))
+        found = style_rows(ref.store.read_json(ref.files.network("generator", "json")))
         suffix = f"?model={model}" if model else ""
         for row in found:
             row["exemplars_url"] = f"/api/styles/{row['name']}/exemplars.png{suffix}"
@@ -214,7 +213,7 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
 
     @app.get("/api/batches/{batch_id}", dependencies=api)
     def batch(batch_id: str) -> dict:
-        frame = _manifest(store, batch_id)
+        frame = batch_manifest(store, batch_id)
         rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         for row in rows:
             row["url"] = f"/api/batches/{batch_id}/images/{row['path']}"
@@ -224,7 +223,7 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
 
     @app.get("/api/batches/{batch_id}/images/{path:path}", dependencies=api)
     def image(batch_id: str, path: str) -> Response:
-        frame = _manifest(store, batch_id)
+        frame = batch_manifest(store, batch_id)
         if path not in set(frame["path"]):
             raise HTTPException(404, f"batch {batch_id} has no image {path!r}")
         data = store.read_bytes(f"{layout.batch_dir(batch_id)}/{path}")
@@ -232,13 +231,13 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
 
     @app.post("/api/batches/{batch_id}/curation", dependencies=api)
     def curate(batch_id: str, body: CurationBody) -> dict:
-        frame = _manifest(store, batch_id)
+        frame = batch_manifest(store, batch_id)
         known = set(frame["path"])
         unknown = [i.path for i in body.items if i.path not in known]
         if unknown:
             raise HTTPException(404, f"batch {batch_id} has no images {unknown[:3]}")
         rel = f"{layout.batch_dir(batch_id)}/{CURATION}"
-        saved = _curation(store, rel)
+        saved = read_curation(store, rel)
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for item in body.items:
             saved[item.path] = {"path": item.path, "curation": item.verdict, "who": body.who,
@@ -250,7 +249,7 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
 
     @app.get("/api/batches/{batch_id}/export", dependencies=api)
     def export(batch_id: str, set: Literal["approved", "kept"] = "approved") -> Response:  # noqa: A002
-        frame = _manifest(store, batch_id)
+        frame = batch_manifest(store, batch_id)
         chosen = frame[frame["curation"] == "approved"] if set == "approved" else (
             frame[frame["kept"].fillna(False).astype(bool)] if "kept" in frame else frame
         )  # fmt: skip
@@ -385,7 +384,7 @@ def _model(store: RunStore, config: Config, spec: str | None,
 
 def _known_styles(meta: dict, asked: list[str]) -> None:
     """An unknown (or vanished) style is a 404, with the same explanation as the CLI's."""
-    from ganpipe.stages.styles import StyleTable
+    from ganpipe.domain.style_table import StyleTable
 
     table = StyleTable.from_json(meta["styles"])
     for name in asked:
@@ -393,38 +392,6 @@ def _known_styles(meta: dict, asked: list[str]) -> None:
             table.index(name)
         except ConfigError as exc:
             raise HTTPException(404, exc.message) from None
-
-
-def _styles(meta: dict) -> list[dict]:
-    from ganpipe.stages.styles import StyleTable
-
-    table = StyleTable.from_json(meta["styles"])
-    rows = zip(table.names, table.ids, table.sizes, table.exemplars)
-    return [{"name": n, "id": i, "size": s, "exemplars": len(e)} for n, i, s, e in rows]
-
-
-def _manifest(store: RunStore, batch_id: str) -> pd.DataFrame:
-    """The batch's manifest with the ``curation``, ``who`` and ``when`` columns merged in."""
-    if not safe_name(batch_id):
-        raise HTTPException(404, f"no batch {batch_id!r}")
-    folder = layout.batch_dir(batch_id)
-    files = layout.BatchFiles(folder)
-    if not store.exists(files.manifest):
-        raise HTTPException(404, f"no batch {batch_id!r}")
-    frame = store.read_parquet(files.manifest)
-    curation = _curation(store, f"{folder}/{CURATION}")
-    frame["curation"] = frame["path"].map(lambda p: curation.get(p, {}).get("curation"))
-    frame["curated_by"] = frame["path"].map(lambda p: curation.get(p, {}).get("who"))
-    frame["curated_at"] = frame["path"].map(lambda p: curation.get(p, {}).get("when"))
-    return frame
-
-
-def _curation(store: RunStore, rel: str) -> dict[str, dict]:
-    if not store.exists(rel):
-        return {}
-    frame = store.read_parquet(rel)
-    return {r["path"]: r for r in frame.astype(object).where(frame.notna(), None)
-            .to_dict(orient="records")}  # fmt: skip
 
 
 def _zip_response(files, filename: str) -> Response:

@@ -11,6 +11,7 @@ from ganpipe.errors import ConfigError
 
 # Model names, versions, batch ids and style names as they appear in URLs: no separators, no
 # leading dot, so no path parameter can climb out of its folder in the store.
+TOKEN_COOKIE = "ganpipe_token"  # the studio's session cookie, set by signing in with the token
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,127}$")
 
 
@@ -44,3 +45,9 @@ def token_matches(header: str | None, token: str) -> bool:
     if not header or not header.startswith("Bearer "):
         return False
     return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
+
+
+def signed_in(request, token: str) -> bool:
+    """Whether the request carries the studio's session cookie holding ``token``."""
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    return bool(cookie) and token_matches(f"Bearer {cookie}", token)

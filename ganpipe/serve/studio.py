@@ -16,14 +16,13 @@ import jinja2
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ganpipe.generation.models import ModelRef
-from ganpipe.serve import api as routes
-from ganpipe.serve.security import safe_name, token_matches
+from ganpipe.domain.model_pointers import ModelRef
+from ganpipe.serve.security import TOKEN_COOKIE, safe_name, signed_in, token_matches
+from ganpipe.serve.store_views import batch_manifest, style_rows
 from ganpipe.store import RunStore, layout
 
 PAGE = 100  # candidates per batch page
 SEEDS = range(6)  # generated samples shown beside each style's exemplars
-TOKEN_COOKIE = "ganpipe_token"
 
 
 def add_studio(app: FastAPI, store: RunStore, token: str | None, api: list,
@@ -38,7 +37,7 @@ def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, token: str | 
            model_of: Callable) -> None:  # fmt: skip
 
     def page(request: Request, template: str, **values) -> Response:
-        if token and not _signed_in(request, token):
+        if token and not signed_in(request, token):
             return RedirectResponse("/studio/login", status_code=303)
         return HTMLResponse(env.get_template(template).render(**values))
 
@@ -53,13 +52,13 @@ def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, token: str | 
         versions = sorted(v for v in store.listdir(layout.model_root(meta["model"]))
                           if v.startswith("v-"))  # fmt: skip
         return page(request, "studio_styles.html.j2", model=label, name=meta["model"],
-                    versions=versions, current=model is None, styles=routes._styles(meta),
+                    versions=versions, current=model is None, styles=style_rows(meta),
                     seeds=SEEDS)  # fmt: skip
 
     @app.get("/studio/generate", response_class=HTMLResponse)
     def generate_page(request: Request, model: str | None = None) -> Response:
         ref, meta = with_meta(model)
-        return page(request, "studio_generate.html.j2", styles=routes._styles(meta),
+        return page(request, "studio_generate.html.j2", styles=style_rows(meta),
                     model=f"{meta['model']}/{meta['version']}")  # fmt: skip
 
     @app.get("/studio/batches", response_class=HTMLResponse)
@@ -75,7 +74,7 @@ def _pages(app: FastAPI, env: jinja2.Environment, store: RunStore, token: str | 
     @app.get("/studio/batches/{batch_id}", response_class=HTMLResponse)
     def batch_page(request: Request, batch_id: str, page_no: int = 0, show: str = "all",
                    sort: str | None = None) -> Response:  # fmt: skip
-        frame = routes._manifest(store, batch_id)
+        frame = batch_manifest(store, batch_id)
         view = _batch_view(frame, page_no, show, sort)
         approved = frame[frame["curation"] == "approved"].groupby("style").size()
         view["approved"] = {str(k): int(v) for k, v in approved.items()}
@@ -111,7 +110,7 @@ def _exemplars_and_login(app: FastAPI, env: jinja2.Environment, store: RunStore,
     def exemplars(style: str, model: str | None = None) -> Response:
         ref = model_of(model)
         meta = ref.store.read_json(ref.files.network("generator", "json"))
-        names = [s["name"] for s in routes._styles(meta)]
+        names = [s["name"] for s in style_rows(meta)]
         if style not in names or not safe_name(style):
             raise HTTPException(404, f"no style {style!r} in {meta['model']}/{meta['version']}")
         table = meta["styles"]
@@ -133,8 +132,3 @@ def _exemplars_and_login(app: FastAPI, env: jinja2.Environment, store: RunStore,
         answer = Response(status_code=204)
         answer.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
         return answer
-
-
-def _signed_in(request: Request, token: str) -> bool:
-    cookie = request.cookies.get(TOKEN_COOKIE)
-    return bool(cookie) and token_matches(f"Bearer {cookie}", token)

@@ -20,16 +20,17 @@ import torch
 from ganpipe.config import Config, EvaluateConfig
 from ganpipe.contracts import TrainableStyleEncoder, supports
 from ganpipe.data.dataset import Dataset, load_dataset, to_pixels, to_tensor
+from ganpipe.domain.model_pointers import ModelRef, current_model
+from ganpipe.domain.style_table import StyleTable, check_same_styles, load_styles
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import ModelRef, current_model
 from ganpipe.generation.render import latent
 from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.styles import StyleTable, check_same_styles, embed, encoder_for, load_styles
 from ganpipe.stats import metrics as m
 from ganpipe.stats.artefacts import relative_artefacts
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network
+from ganpipe.style_encoders import embed, encoder_for
 
 PR_K = 3  # neighbourhood of precision and recall (Kynkäänniemi et al. use 3)
 DC_K = 5  # neighbourhood of density and coverage (Naeem et al. use 5)

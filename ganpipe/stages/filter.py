@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import posixpath
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -17,95 +16,16 @@ from PIL import Image
 
 from ganpipe.config import Config
 from ganpipe.contracts import QualityFilter
-from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.contracts.contexts import FilterContext, real_sample
+from ganpipe.data.dataset import load_dataset, to_tensor
+from ganpipe.domain.model_pointers import ModelRef
+from ganpipe.domain.style_table import StyleTable, check_same_styles, load_styles
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.styles import StyleTable, check_same_styles, encoder_for, load_styles
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import load_network
-
-REAL_PER_STYLE = 256  # real images per style sampled for score distributions
-
-
-@dataclass
-class FilterContext:
-    """What a quality filter sees. Embeddings and discriminator scores are computed once and
-    shared by every filter that asks."""
-
-    images: torch.Tensor  # candidates (N, 3, H, W) in [-1, 1]
-    styles: torch.Tensor  # requested style index per candidate (N,)
-    real_images: torch.Tensor  # a sample of the dataset's images, train and val (M, 3, H, W)
-    real_styles: torch.Tensor  # their style index (M,)
-    table: StyleTable
-    encoder: torch.nn.Module
-    discriminator: torch.nn.Module | None
-    dataset: Dataset | None = None  # the training data, for anything else a filter needs
-    row_styles: pd.Series | None = None  # style name of each row of ``dataset.manifest``
-
-    @property
-    def num_styles(self) -> int:
-        return len(self.table.names)
-
-    def held_out_images(self) -> torch.Tensor:
-        """Real images training never saw: the dataset's ``val`` split, at most
-        ``REAL_PER_STYLE`` per style (seeded), loaded on first use. The reference for anything
-        scored by the model itself (``real_images`` mixes in the discriminator's own training
-        images, which it scores higher than any new picture). Empty without a dataset."""
-        return self._held_out[0]
-
-    @property
-    def held_out_styles(self) -> torch.Tensor:
-        """The style index of each of ``held_out_images()``."""
-        return self._held_out[1]
-
-    @cached_property
-    def _held_out(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dataset is None or self.row_styles is None:
-            return self.images[:0], torch.zeros(0, dtype=torch.long)
-        manifest = self.dataset.manifest
-        return _real_sample(self.dataset, self.row_styles, self.table,
-                            manifest[manifest["split"] == "val"])  # fmt: skip
-
-    def fake_embeddings(self) -> torch.Tensor:
-        return self._fake_embeddings
-
-    def real_embeddings(self) -> torch.Tensor:
-        return self._real_embeddings
-
-    @cached_property
-    def _fake_embeddings(self) -> torch.Tensor:
-        return _embed_tensor(self.encoder, self.images)
-
-    @cached_property
-    def _real_embeddings(self) -> torch.Tensor:
-        return _embed_tensor(self.encoder, self.real_images)
-
-    def centroid_distance(self, embeddings: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        return (embeddings - self.table.centroids[styles]).norm(dim=1)
-
-    @torch.inference_mode()
-    def discriminator_scores(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        out = [
-            self.discriminator(images[i : i + 256], styles[i : i + 256])
-            for i in range(0, len(images), 256)
-        ]
-        return torch.cat(out).float() if out else torch.zeros(0)
-
-
-def _real_sample(dataset: Dataset, row_styles: pd.Series, table: StyleTable,
-                 rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Pixels and style indices of at most ``REAL_PER_STYLE`` of ``rows`` per style (seeded): a
-    sample estimates a score distribution as well as every image would, at a bounded cost."""
-    picked = dataset.sample(REAL_PER_STYLE, row_styles.loc[rows.index], seed=0, rows=rows)
-    styles = [table.names.index(s) for s in row_styles.loc[picked.index]]
-    return to_tensor(dataset.load_pixels(picked)), torch.tensor(styles, dtype=torch.long)
-
-
-@torch.inference_mode()
-def _embed_tensor(encoder, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([encoder(images[i : i + 256]) for i in range(0, len(images), 256)]).float()
+from ganpipe.style_encoders import encoder_for
 
 
 @dataclass
@@ -160,7 +80,7 @@ def build_context(config, store, registry, model, images, styles_idx) -> FilterC
     check_same_styles(current, table, model.uri)
     row_styles = dataset.manifest["id"].map(dict(zip(assignments["id"], assignments["style"])))
     # Thresholds come from the real images' score distributions (train and val alike).
-    real_images, real_styles = _real_sample(dataset, row_styles, table, dataset.manifest)
+    real_images, real_styles = real_sample(dataset, row_styles, table, dataset.manifest)
     encoder = encoder_for(registry, dataset, table.encoder, table.encoder_options,
                           config.dataset.image_size)  # fmt: skip
     return FilterContext(

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ganpipe.domain.model_pointers import ModelRef
 from ganpipe.errors import ConfigError
-from ganpipe.generation.models import ModelRef
 from ganpipe.hashing import stable_hash
 from ganpipe.store import RunStore, layout
 

@@ -22,21 +22,15 @@ from PIL import Image
 
 from ganpipe.config import Config
 from ganpipe.data.images import animation, encode, grid
+from ganpipe.domain.model_pointers import ModelRef, current_model, generator_meta
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.chunks import (
-    BatchPlan,
-    ChunkResult,
-    existing_images,
-    jobs_for,
-    lazy_renderer,
-    produce,
-)
-from ganpipe.generation.models import ModelRef, current_model, generator_meta
+from ganpipe.generation.chunks import ChunkResult, existing_images, lazy_renderer, produce
+from ganpipe.generation.plan import BatchPlan, jobs_for
 from ganpipe.generation.render import reference_code
 from ganpipe.generation.request import BatchRequest, Interpolation, around_bytes
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.styles import StyleTable
 from ganpipe.store import RunStore, layout
 
 BATCH_COLUMNS = ["path", "style", "seed", "model", "kept", "reject_reason"]  # the manifest's
@@ -122,7 +116,7 @@ def plan_batch(
 
 def projected_code(uri: str, meta: dict, table: StyleTable):
     """The code ``generate.around`` names, checked against the model it is to be used with."""
-    from ganpipe.projection.codes import ProjectedCode, check_fits
+    from ganpipe.domain.latent_codes import ProjectedCode, check_fits
 
     code = ProjectedCode.from_bytes(around_bytes(uri), "generate.around")
     check_fits(code, meta, len(table.names), "generate.around")

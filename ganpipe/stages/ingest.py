@@ -23,17 +23,17 @@ from __future__ import annotations
 import os
 from collections import Counter
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import pandas  # noqa: F401  pyarrow loads it on its first table; do it here, not mid-stream
 
 from ganpipe.config import Config
 from ganpipe.data import inputs
 from ganpipe.data.dataset import version_damage
-from ganpipe.data.decode import DecodeSettings
+from ganpipe.data.decode import decode_settings
 from ganpipe.data.input_cache import load_input_cache
 from ganpipe.data.source_listing import SourceItem, list_items
-from ganpipe.data.version_writer import VersionWriter
+from ganpipe.data.version_writer import IngestResult, VersionWriter
 from ganpipe.errors import GanpipeError, PluginError
 from ganpipe.hashing import stable_hash
 from ganpipe.progress import log, step
@@ -41,26 +41,6 @@ from ganpipe.registry import Registry, load_registry
 from ganpipe.store import RunStore, StoreUnavailable, is_transient, layout
 from ganpipe.store.errors import StoreDataError
 from ganpipe.store.shards import ShardCache
-
-
-@dataclass
-class IngestResult:
-    name: str
-    fingerprint: str
-    uri: str
-    counts: dict[str, int] = field(default_factory=dict)
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    decoded: int = 0  # inputs read and decoded in this run
-    reused_inputs: int = 0  # inputs known from an earlier run, not decoded again
-    reused: bool = False  # the dataset version already existed
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def decode_settings(config: Config) -> DecodeSettings:
-    d = config.dataset
-    return DecodeSettings(d.image_size, d.resize, d.min_size, d.max_pixels, tuple(d.background))
 
 
 def preprocessing(config: Config) -> dict:

@@ -21,21 +21,16 @@ from ganpipe.config import Config
 from ganpipe.contracts import ConditionalGenerator, MixingGenerator, supports
 from ganpipe.data.dataset import to_pixels
 from ganpipe.data.images import encode, grid
+from ganpipe.domain.latent_codes import ProjectedCode
+from ganpipe.domain.model_pointers import ModelRef, current_model, generator_meta
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef, current_model, generator_meta
-from ganpipe.generation.render import (
-    centroid_spread,
-    decode_for_model,
-    model_encoder,
-    soft_weights,
-)
+from ganpipe.generation.render import centroid_spread, decode_for_model, model_encoder, soft_weights
 from ganpipe.hashing import sha256_bytes, stable_hash
 from ganpipe.progress import log, step
-from ganpipe.projection.codes import ProjectedCode
 from ganpipe.projection.loss import ReconstructionLoss, psnr
 from ganpipe.projection.optimise import Found, project_w, project_z
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.styles import StyleTable
 from ganpipe.store import RunStore, layout, read_uri
 from ganpipe.store.checkpoints import load_network
 

@@ -29,11 +29,11 @@ from ganpipe.config import Config, templates_folder
 from ganpipe.contracts import ConditionalGenerator, supports
 from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.data.images import encode
+from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError
 from ganpipe.generation.render import latent
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.filter import batch_context
-from ganpipe.stages.styles import StyleTable
 from ganpipe.stats import metrics as m
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import load_network

@@ -12,92 +12,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from ganpipe.config import Config
-from ganpipe.contracts import TrainableStyleEncoder, supports
-from ganpipe.data.dataset import Dataset, load_dataset, to_tensor
+from ganpipe.data.dataset import Dataset, load_dataset
 from ganpipe.data.images import encode, grid
+from ganpipe.domain.style_table import StyleTable, load_styles
 from ganpipe.errors import ConfigError, GanpipeError, StoreError
-from ganpipe.hashing import stable_hash
 from ganpipe.progress import log, step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.style_lineage import Matched, Previous, log_lineage, match, place_previous
 from ganpipe.stats.cluster import choose_k, kmeans, nmi, purity
-from ganpipe.store import RunStore, layout, read_uri
-
-
-@dataclass
-class StyleTable:
-    names: list[str]
-    sizes: list[int]
-    centroids: torch.Tensor  # (S, D)
-    exemplars: list[list[str]]  # dataset image ids nearest each centroid
-    encoder: str
-    encoder_options: dict
-    # stable ids (style-N, or the labels) that survive retrains; ``names`` are what users see
-    # (``style.names`` renames an id). None: the same as ``names`` (tables from before ids)
-    ids: list[str] | None = None
-    retired: dict[str, dict] = field(default_factory=dict)  # id -> {"name", "nearest": id}
-    source: str = "clusters"
-
-    def __post_init__(self) -> None:
-        if self.ids is None:
-            self.ids = list(self.names)
-
-    def index(self, name: str | int) -> int:
-        if name in self.names:  # names first: a style may well be called "3"
-            return self.names.index(name)
-        if name in self.ids:
-            return self.ids.index(name)
-        gone = [i for i, r in self.retired.items() if name in (i, r.get("name"))]
-        if gone:
-            nearest = self.retired[gone[0]].get("nearest")
-            shown = self.names[self.ids.index(nearest)] if nearest in self.ids else nearest
-            raise ConfigError(
-                f"style {name!r} no longer exists: it vanished or merged when the styles were "
-                f"found again on newer data; the nearest surviving style is {shown!r}",
-                where="--style",
-                fix=f"ask for {shown!r} (or another of: {', '.join(self.names)}); "
-                "'ganpipe styles' prints the lineage table",
-            )
-        if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
-            i = int(name)
-            if 0 <= i < len(self.names):
-                return i
-        raise ConfigError(
-            f"unknown style {name!r}; this model's styles are: {', '.join(self.names)}",
-            where="--style",
-            fix="use one of those names or an index from 0 to " + str(len(self.names) - 1),
-        )
-
-    def to_json(self) -> dict:
-        return {
-            "names": self.names,
-            "sizes": self.sizes,
-            "centroids": self.centroids.tolist(),
-            "exemplars": self.exemplars,
-            "encoder": self.encoder,
-            "encoder_options": self.encoder_options,
-            "ids": self.ids,
-            "retired": self.retired,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> StyleTable:
-        return cls(
-            data["names"],
-            data["sizes"],
-            torch.tensor(data["centroids"]),
-            data["exemplars"],
-            data["encoder"],
-            data["encoder_options"],
-            data.get("ids"),
-            dict(data.get("retired", {})),
-            data.get("source", "clusters"),
-        )
+from ganpipe.store import RunStore, layout
+from ganpipe.style_encoders import embed, embed_dataset, encoder_for, load_weights
 
 
 @dataclass
@@ -115,125 +41,6 @@ class StylesResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-FIT_IMAGES = 20_000  # most images a learning encoder trains on (a seeded sample)
-
-
-def encoder_for(registry: Registry, dataset: Dataset, name: str, options: dict, image_size: int,
-                fit_if_missing: bool = False) -> torch.nn.Module:  # fmt: skip
-    """The style encoder of a dataset version, ready to embed.
-
-    An encoder that learns (one with a ``fit`` method) takes its weights from its ``weights``
-    option (a local path or store URI), else from ``encoder.safetensors`` beside the style
-    table, else, when ``fit_if_missing``, by training on the dataset now and saving them there.
-    """
-    encoder = registry.create("style_encoder", name, config_key="style.encoder_options",
-                              image_size=image_size, **options)  # fmt: skip
-    if not supports(encoder, TrainableStyleEncoder):
-        return encoder.eval()
-    if options.get("weights"):
-        weights = read_uri(
-            options["weights"], what="the style encoder weights",
-            where="style.encoder_options.weights",
-            fix="give the path or store URI of a .safetensors file of this encoder's weights",
-        )  # fmt: skip
-        _load_weights(encoder, weights, options["weights"])
-        return encoder.eval()
-    folder = layout.styles_dir(dataset.fingerprint, name)
-    files = layout.StyleFiles(folder)
-    store, options_hash = dataset.store, stable_hash(options)
-    saved = files.encoder_meta
-    if _saved_encoder(store, files, options_hash) and not fit_if_missing:
-        _load_weights(encoder, store.read_bytes(files.encoder_weights), store.uri(folder))
-    elif _saved_encoder(store, files, options_hash):
-        try:  # the styles stage refits an encoder whose weights are damaged
-            _load_weights(encoder, store.read_bytes(files.encoder_weights), store.uri(folder))
-        except StoreError as exc:
-            log.warning("%s: fitting the style encoder again", exc.what)
-            _fit(encoder, dataset, name)
-            state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
-            store.write_bytes(files.encoder_weights, save_safetensors(state))
-    elif fit_if_missing:
-        _fit(encoder, dataset, name)
-        state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
-        store.write_bytes(files.encoder_weights, save_safetensors(state))
-        store.write_json(saved, {"name": name, "options": options, "options_hash": options_hash})
-    else:
-        raise StoreError(
-            f"style encoder {name!r} has not been trained for dataset {dataset.fingerprint}",
-            where=store.uri(folder),
-            fix="run 'ganpipe styles' with this config first",
-        )
-    return encoder.eval()
-
-
-def _saved_encoder(store: RunStore, files, options_hash: str) -> bool:
-    """Whether fitted weights for these options are recorded (a damaged record: not)."""
-    try:
-        meta = store.read_json(files.encoder_meta, dict) if store.exists(files.encoder_meta) else {}
-    except StoreError:
-        return False
-    return meta.get("options_hash") == options_hash
-
-
-def _fit(encoder, dataset: Dataset, name: str) -> None:
-    rows = dataset.manifest.sample(min(len(dataset.manifest), FIT_IMAGES), random_state=0)
-    pixels = torch.from_numpy(dataset.load_pixels(rows))
-
-    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
-        batch = pixels[torch.randint(len(pixels), (n,), generator=gen)]
-        return batch.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-    steps = getattr(encoder, "steps", None)
-    with step(f"train style encoder {name}", total=steps) as advance:
-        encoder.fit(draw, log=lambda done, loss: advance(50))
-
-
-def _load_weights(encoder: torch.nn.Module | None, data: bytes, where: str) -> None:
-    """Weights into ``encoder`` (None: only check that they read). Bytes that are not a
-    safetensors file are damage, named as such; tensors that do not fit are a config error."""
-    try:
-        state = load_safetensors(data)
-    except Exception as exc:
-        raise StoreError(
-            f"the style encoder weights in {where} are damaged ({type(exc).__name__})",
-            where=where,
-            fix="rerun 'ganpipe styles', which fits the encoder again (or, for weights you "
-            "gave, give a readable .safetensors file)",
-        ) from None
-    if encoder is None:
-        return
-    try:
-        encoder.load_state_dict(state)
-    except Exception as exc:
-        raise ConfigError(
-            f"the style encoder weights do not fit the encoder: {str(exc).splitlines()[0][:200]}",
-            where=where,
-            fix="use weights saved by this encoder with the same options",
-        ) from None
-
-
-@torch.inference_mode()
-def embed(encoder: torch.nn.Module, pixels: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-    out = [
-        encoder(to_tensor(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)
-    ]
-    return torch.cat(out).float()
-
-
-def embed_dataset(encoder: torch.nn.Module, dataset: Dataset, advance=None) -> torch.Tensor:
-    """Embeddings of every image, aligned with the manifest, reading one shard at a time."""
-    out: torch.Tensor | None = None
-    position = {label: i for i, label in enumerate(dataset.manifest.index)}
-    for part, pixels in dataset.iter_shards():
-        e = embed(encoder, pixels)
-        if out is None:
-            out = torch.empty(len(dataset.manifest), *e.shape[1:])
-        out[[position[i] for i in part.index]] = e
-        if advance:
-            advance(len(part))
-    return out
 
 
 def styles(config: Config, store: RunStore, registry: Registry | None = None) -> StylesResult:
@@ -327,7 +134,7 @@ def _up_to_date(store: RunStore, out: str, settings_hash: str) -> StylesResult |
         for rel in (files.table, files.assignments):
             store.read_parquet(rel)
         if store.exists(files.encoder_weights):  # a learning encoder's fitted weights
-            _load_weights(None, store.read_bytes(files.encoder_weights), store.uri(out))
+            load_weights(None, store.read_bytes(files.encoder_weights), store.uri(out))
         return StylesResult(**{**previous["result"], "reused": True})
     except (StoreError, KeyError, TypeError, ValueError) as exc:
         log.warning("%s: finding the styles again", getattr(exc, "what", exc))
@@ -502,47 +309,11 @@ def _write(store, out, dataset, embeddings, assignment, table, config) -> None:
     store.write_text(files.config, config.to_yaml())
 
 
-def load_styles(store: RunStore, fingerprint: str, encoder: str) -> tuple[StyleTable, pd.DataFrame]:
-    out = layout.styles_dir(fingerprint, encoder)
-    files = layout.StyleFiles(out)
-    if not store.exists(files.table):
-        raise StoreError(
-            f"no styles for dataset {fingerprint} with encoder {encoder!r} in {store.uri()}",
-            where="style.encoder",
-            fix="run 'ganpipe styles' with this config first",
-        )
-    table = StyleTable.from_json(store.read_json(files.table_json, dict)["table"])
-    assignments = store.read_parquet(files.assignments)
-    if not set(assignments["style"]) <= set(table.names):
-        raise StoreError(
-            f"the styles in {store.uri(out)} are incomplete (a styles run was interrupted)",
-            where="styles stage",
-            fix="run 'ganpipe styles' again",
-        )
-    return table, assignments
-
-
-def check_same_styles(table: StyleTable, model_table: StyleTable, where: str) -> None:
-    """A model conditions on the style table it was trained with; if the dataset's styles were
-    recomputed since, scoring its samples against the new ones would be wrong."""
-    same = table.names == model_table.names and torch.allclose(
-        table.centroids, model_table.centroids
-    )
-    if not same:
-        raise StoreError(
-            "the dataset's styles were recomputed after this model was trained",
-            where=where,
-            fix="retrain ('ganpipe train') with the current styles, or restore the style "
-            "settings the model was trained with",
-        )
-
-
 def match_reference(config: Config, store: RunStore, data: bytes,
                     registry: Registry | None = None) -> dict:  # fmt: skip
     """Map a reference image to its nearest style and its continuous style embedding (what
     reference-guided generation conditions on)."""
-    from ganpipe.data.decode import Rejected, decode_image
-    from ganpipe.stages.ingest import decode_settings
+    from ganpipe.data.decode import Rejected, decode_image, decode_settings
 
     registry = registry or load_registry(config)
     dataset = load_dataset(store, config.dataset.name)

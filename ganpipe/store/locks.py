@@ -24,13 +24,13 @@ from ganpipe.errors import StoreError
 from ganpipe.store.ownership import newest_change, owner_token, token_alive
 
 if TYPE_CHECKING:
-    from ganpipe.store.run_store import RunStore
+    from ganpipe.store.file_access import FileAccess
 
 _HELD = threading.local()  # per thread: (store URI, lock path) -> nesting depth
 
 
 @contextlib.contextmanager
-def hold(store: RunStore, rel: str, *, timeout: float, lease: float) -> Iterator[None]:
+def hold(store: FileAccess, rel: str, *, timeout: float, lease: float) -> Iterator[None]:
     """Hold the lock file ``rel`` while the block runs (see ``RunStore.lock``). Re-entrant
     within a thread: an inner hold of a lock the thread already has only counts."""
     key = (store.uri(), rel)
@@ -61,7 +61,7 @@ def hold(store: RunStore, rel: str, *, timeout: float, lease: float) -> Iterator
 class LockFile:
     """One lock file in one store: taking, reading, breaking and releasing it."""
 
-    def __init__(self, store: RunStore, rel: str):
+    def __init__(self, store: FileAccess, rel: str):
         self.store, self.rel = store, rel
 
     def acquire(self, body: dict, timeout: float) -> None:
@@ -94,7 +94,7 @@ class LockFile:
         """The holder's record; one being written right now (empty or cut) reads as a holder
         of unknown age, which is never judged stale."""
         try:
-            with self.store._io("read the lock", self.rel):
+            with self.store.guarded("read the lock", self.rel):
                 raw = self.store.fs.cat_file(self.store.path(self.rel))
         except FileNotFoundError:
             return None
@@ -106,7 +106,7 @@ class LockFile:
 
     def _create(self, data: bytes) -> bool:
         store, target = self.store, self.store.path(self.rel)
-        with store._io("take the lock", self.rel):
+        with store.guarded("take the lock", self.rel):
             try:
                 if store.local:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -137,7 +137,7 @@ class LockFile:
             self._remove("break the lock")
 
     def _remove(self, action: str) -> None:
-        with contextlib.suppress(FileNotFoundError), self.store._io(action, self.rel):
+        with contextlib.suppress(FileNotFoundError), self.store.guarded(action, self.rel):
             self.store.fs.rm(self.store.path(self.rel))
 
     def _timed_out(self, holder: dict | None, timeout: float) -> StoreError:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ganpipe.store.run_store import RunStore
+    from ganpipe.store.file_access import FileAccess
 
 STALE_AFTER_S = 24 * 3600  # a working file of a writer we cannot check is abandoned after this
 
@@ -123,24 +123,24 @@ def _pid_alive(pid: int) -> bool:
 # Sweeping leftovers -------------------------------------------------------------------------
 
 
-def sweep(store: RunStore, rel: str) -> list[str]:
+def sweep(store: FileAccess, rel: str) -> list[str]:
     """Remove the working files (temporary names, staging folders) directly under ``rel``
     whose writer is gone: a process of this machine that no longer runs, or anyone's after
     ``STALE_AFTER_S`` without a change. Locks are left to the lock protocol. Returns the names
     removed."""
     removed = []
-    for name in store._names(rel):
+    for name in store.all_names(rel):
         if not is_working_name(name) or name.startswith(".lock-"):
             continue
         full = posixpath.join(rel, name) if rel else name
         if _abandoned(store, name, full):
-            with contextlib.suppress(FileNotFoundError), store._io("remove", full):
+            with contextlib.suppress(FileNotFoundError), store.guarded("remove", full):
                 store.fs.rm(store.path(full), recursive=True)
             removed.append(name)
     return removed
 
 
-def _abandoned(store: RunStore, name: str, rel: str) -> bool:
+def _abandoned(store: FileAccess, name: str, rel: str) -> bool:
     alive = owner_alive(name)
     if alive is not None:
         return not alive
@@ -148,10 +148,10 @@ def _abandoned(store: RunStore, name: str, rel: str) -> bool:
     return newest is not None and time.time() - newest > STALE_AFTER_S
 
 
-def newest_change(store: RunStore, rel: str) -> float | None:
+def newest_change(store: FileAccess, rel: str) -> float | None:
     """When anything at or under ``rel`` last changed (None: gone, or no times recorded)."""
     try:
-        with store._io("look at", rel):
+        with store.guarded("look at", rel):
             infos = store.fs.find(store.path(rel), withdirs=True, detail=True).values()
             infos = list(infos) or [store.fs.info(store.path(rel))]
     except FileNotFoundError:

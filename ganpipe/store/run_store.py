@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 
+import ganpipe.store.formats as formats
+import ganpipe.store.locks as locks
+import ganpipe.store.ownership as ownership
 from ganpipe.errors import StoreError
-from ganpipe.store import formats, locks, ownership
 from ganpipe.store.errors import StoreDataError, short, storage_errors
 from ganpipe.store.ownership import is_working_name, working_name
 
@@ -121,18 +123,18 @@ class RunStore:
         return self.fs.unstrip_protocol(self.path(*parts)) if not self.local else self.path(*parts)
 
     def exists(self, *parts: str) -> bool:
-        with self._io("look for", "/".join(parts)):
+        with self.guarded("look for", "/".join(parts)):
             return self.fs.exists(self.path(*parts))
 
     def listdir(self, *parts: str) -> list[str]:
         """Names directly under a folder (empty when it does not exist); working files of
         writers (temporary names, staging folders, locks) are not listed."""
-        return sorted(n for n in self._names(*parts) if not is_working_name(n))
+        return sorted(n for n in self.all_names(*parts) if not is_working_name(n))
 
-    def _names(self, *parts: str) -> list[str]:
+    def all_names(self, *parts: str) -> list[str]:
         """Every name directly under a folder, working files included (for sweeps)."""
         try:
-            with self._io("list", "/".join(parts)):
+            with self.guarded("list", "/".join(parts)):
                 entries = self.fs.ls(self.path(*parts), detail=False)
         except FileNotFoundError:
             return []
@@ -143,7 +145,7 @@ class RunStore:
         """Write ``data`` atomically under ``rel``; every ``write_*`` ends here. Returns the
         file's URI."""
         target = self.path(rel)
-        with self._io("write", rel, missing_is_error=True):
+        with self.guarded("write", rel, missing_is_error=True):
             if self.local:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with working_name(f"{posixpath.basename(target)}.tmp-") as name:
@@ -156,7 +158,7 @@ class RunStore:
     def read_bytes(self, rel: str) -> bytes:
         """The file's bytes; every ``read_*`` starts here. A missing file is a ``StoreError``."""
         try:
-            with self._io("read", rel):
+            with self.guarded("read", rel):
                 return self.fs.cat_file(self.path(rel))
         except FileNotFoundError:
             raise StoreError(f"{self.uri(rel)} does not exist", where="run store") from None
@@ -222,7 +224,7 @@ class RunStore:
     # Moving and removing -------------------------------------------------------------------
     def move(self, src: str, dst: str) -> None:
         """Move a file or folder within the store: a rename locally, copy + delete on S3."""
-        with self._io("move", f"{src} -> {dst}"):
+        with self.guarded("move", f"{src} -> {dst}"):
             if self.local:
                 os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
                 os.replace(self.path(src), self.path(dst))
@@ -238,7 +240,7 @@ class RunStore:
 
     def remove(self, rel: str) -> None:
         if self.exists(rel):
-            with self._io("remove", rel):
+            with self.guarded("remove", rel):
                 self.fs.rm(self.path(rel), recursive=True)
 
     # Leftovers and locks (ownership.py, locks.py) ------------------------------------------
@@ -264,7 +266,7 @@ class RunStore:
         return locks.hold(self, rel, timeout=timeout, lease=lease)
 
     # Errors (errors.py) --------------------------------------------------------------------
-    def _io(
+    def guarded(
         self, action: str, rel: str, missing_is_error: bool = False
     ) -> contextlib.AbstractContextManager[None]:
         """Storage failures inside the block as ``StoreError``s naming the action and place;

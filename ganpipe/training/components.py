@@ -13,19 +13,11 @@ import torch
 
 from ganpipe.config import Config
 from ganpipe.contracts import Bindable, supports
+from ganpipe.contracts.contexts import TrainingContext
 from ganpipe.registry import Registry
-from ganpipe.stages.styles import encoder_for
+from ganpipe.style_encoders import encoder_for
 from ganpipe.training.mixed_precision import Precision
 from ganpipe.training.objective import GanObjective
-
-
-@dataclass
-class TrainingContext:
-    """What ``bind(context)`` gives a regulariser that needs the run's styles."""
-
-    style_encoder: torch.nn.Module
-    centroids: torch.Tensor
-    style_names: list[str]
 
 
 @dataclass

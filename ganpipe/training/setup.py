@@ -3,54 +3,20 @@ resumes from. ``build_trainer`` does these in the order that fixes a run's rando
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
 import torch
 
 from ganpipe.config import Config
-from ganpipe.data.dataset import Dataset, TrainingImages, load_dataset
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.hashing import stable_hash
 from ganpipe.progress import log
 from ganpipe.registry import Registry
-from ganpipe.stages.styles import StyleTable, load_styles
 from ganpipe.store import RunStore, layout, read_uri
 from ganpipe.store.checkpoints import load_checkpoint_bytes, newest_valid_checkpoint
 from ganpipe.training.components import build_networks, build_objective, styles_context
 from ganpipe.training.distributed import join, local_device
 from ganpipe.training.mixed_precision import resolve_precision
 from ganpipe.training.trainer import Placement, Trainer
+from ganpipe.training.training_data import TrainingData
 from ganpipe.training.warm_start import InitSource, freeze_early_layers, warm_start
-
-
-@dataclass
-class TrainingData:
-    """The dataset version a run trains on, with its style table and each image's style."""
-
-    dataset: Dataset
-    table: StyleTable
-    assignments: pd.DataFrame  # image id -> style name
-    styles_hash: str  # of the style table, part of the model version
-
-    def images(self, t) -> TrainingImages:
-        """The training split as batches, each image with its style's index."""
-        manifest = self.dataset.manifest
-        train_manifest = manifest[manifest["split"] == "train"]
-        if len(train_manifest) == 0:  # a tiny dataset may have every image in val
-            train_manifest = manifest
-        style_of = dict(zip(self.assignments["id"], self.assignments["style"]))
-        names = self.table.names
-        style_indices = np.array([names.index(style_of[i]) for i in train_manifest["id"]])
-        return TrainingImages(self.dataset, train_manifest, style_indices, t.data_memory_mb,
-                              t.batch_size, t.seed)  # fmt: skip
-
-
-def load_training_data(config: Config, store: RunStore) -> TrainingData:
-    dataset = load_dataset(store, config.dataset.name)
-    table, assignments = load_styles(store, dataset.fingerprint, config.style.encoder)
-    return TrainingData(dataset, table, assignments, stable_hash(table.to_json()))
 
 
 def pick_device(name: str) -> torch.device:

@@ -13,16 +13,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ganpipe.config import Config
+from ganpipe.contracts.contexts import TrainingContext, TrainState
+from ganpipe.domain.style_table import load_styles
 from ganpipe.errors import StoreError
 from ganpipe.hashing import stable_hash
 from ganpipe.progress import log
 from ganpipe.registry import Registry, load_registry
-from ganpipe.stages.styles import load_styles
 from ganpipe.store import RunStore, layout
-from ganpipe.training.components import TrainingContext
-from ganpipe.training.setup import build_trainer, load_training_data, pick_device
+from ganpipe.training.setup import build_trainer, pick_device
 from ganpipe.training.steps import NonFiniteLoss
-from ganpipe.training.trainer import RunOutcome, TrainState
+from ganpipe.training.trainer import RunOutcome
+from ganpipe.training.training_data import load_training_data
 from ganpipe.training.warm_start import resolve_init
 
 __all__ = [

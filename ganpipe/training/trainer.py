@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ganpipe.config import Config
+from ganpipe.contracts.contexts import TrainState
 from ganpipe.data.images import encode
 from ganpipe.errors import ConfigError
 from ganpipe.progress import log, step
@@ -42,23 +43,10 @@ from ganpipe.training.steps import (
 
 if TYPE_CHECKING:
     from ganpipe.data.dataset import TrainingImages
-    from ganpipe.training.setup import TrainingData
+    from ganpipe.training.training_data import TrainingData
 
 # Ranks draw from streams this far apart, so no two ranks see the same batches.
 _RANK_STRIDE = 1_000_003
-
-
-@dataclass
-class TrainState:
-    """What event hooks see; plugins may read it, not replace its members."""
-
-    step: int
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    ema: torch.nn.Module
-    config: Config
-    # the run's augmentations and regularisers by "kind:name" (e.g. "augmentation:ada")
-    components: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

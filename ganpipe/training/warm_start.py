@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from ganpipe.config import Config
+from ganpipe.domain.model_pointers import ModelRef, champion
 from ganpipe.errors import ConfigError, StoreError
-from ganpipe.generation.models import ModelRef, champion
 from ganpipe.progress import log
 from ganpipe.store import RunStore
 
@@ -93,7 +93,7 @@ def start_for_retrain(config: Config, store: RunStore) -> str:
 def warm_start(nets, source: InitSource, table, config: Config, registry) -> dict:
     """Load the start model into ``nets`` (G, D and EMA); returns what was carried over, for
     the training record."""
-    from ganpipe.stages.styles import StyleTable
+    from ganpipe.domain.style_table import StyleTable
     from ganpipe.store.checkpoints import load_network
 
     model = source.model

@@ -111,7 +111,7 @@ def test_a_lock_left_by_a_killed_or_expired_holder_is_broken_a_live_one_is_not(t
 
 
 def test_promote_takes_the_current_lock(tmp_path, monkeypatch):
-    from ganpipe.generation.models import promote
+    from ganpipe.domain.model_pointers import promote
 
     taken = []
     original = RunStore.lock
@@ -161,7 +161,7 @@ import json, sys
 from ganpipe.store import layout
 from ganpipe.config import load_config
 from ganpipe.stages.filter import filter_batch
-from ganpipe.generation.models import ModelRef, promote
+from ganpipe.domain.model_pointers import ModelRef, promote
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.registry import load_registry

@@ -74,7 +74,7 @@ def run(fn) -> GanpipeError | None:
 
 
 def stages(root: Path):
-    from ganpipe.generation.models import current_model
+    from ganpipe.domain.model_pointers import current_model
     from ganpipe.stages.evaluate import evaluate
     from ganpipe.stages.generate import generate
     from ganpipe.stages.ingest import ingest
@@ -84,7 +84,7 @@ def stages(root: Path):
     cfg, store = config(root), RunStore(str(root))
 
     def train_and_promote():
-        from ganpipe.generation.models import promote
+        from ganpipe.domain.model_pointers import promote
 
         result = train(cfg, store)
         promote(store, result.model, result.version)
@@ -134,7 +134,7 @@ def test_damaged_file_is_named_and_its_writer_repairs_it(store_root, case, how):
 
 
 def test_a_damaged_batch_image_says_to_rerun_generate(store_root):
-    from ganpipe.generation.models import current_model
+    from ganpipe.domain.model_pointers import current_model
     from ganpipe.stages.filter import filter_batch
     from ganpipe.stages.generate import generate
 

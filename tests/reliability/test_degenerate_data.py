@@ -53,7 +53,7 @@ CLEAR = ("too small", "too few", "at least", "needs", "only", "fewer")
 
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_every_stage_works_or_says_what_is_too_small(tmp_path, name):
-    from ganpipe.generation.models import promote
+    from ganpipe.domain.model_pointers import promote
     from ganpipe.stages.evaluate import evaluate
     from ganpipe.stages.filter import filter_batch
     from ganpipe.stages.generate import generate
@@ -90,7 +90,7 @@ def test_every_stage_works_or_says_what_is_too_small(tmp_path, name):
     if not step("generate", lambda: generate(cfg, store)):
         return
     made = outcomes["generate"]
-    from ganpipe.generation.models import current_model
+    from ganpipe.domain.model_pointers import current_model
 
     model = current_model(cfg, store)
     batch = f"batches/{made.batch_id}"

@@ -145,7 +145,7 @@ def test_store_manifests_and_pointers_cannot_lead_outside_the_store(
     with pytest.raises(StoreError, match="points outside the run store"):
         load_batch_images(store, "batches/b", [escape])
     store.write_text("models/demo/current", escape + "\n")
-    from ganpipe.generation.models import current_model
+    from ganpipe.domain.model_pointers import current_model
 
     with pytest.raises(StoreError, match="points outside the run store|no exported"):
         load_network(store, current_model(load_config(), store).folder, "generator",

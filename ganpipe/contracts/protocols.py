@@ -1,38 +1,17 @@
-"""What every kind of plugin component must provide, stated once as ``typing.Protocol``\\ s.
-
-Why: ganpipe calls components from plugins it has never seen, and its own built-ins are
-registered the same way (``ganpipe.builtin``). Each protocol below is the contract for one kind
-of component: the members it must have, and in its docstring the shapes, ranges and return
-values ganpipe relies on. ``Registry.create`` checks every component it builds against its
-kind's protocol (``CONTRACTS``), so a plugin that forgot a method is refused at once with an
-error naming the component, the plugin, the hook and the missing member, instead of failing deep
-inside a training loop.
-
-A check looks at members only: it never calls them (generators are torch modules, and calling
-one costs a forward pass). Shapes and values are checked, where cheap, by the stage that calls
-the component.
-
-Optional capabilities (a loss's own penalty, a regulariser's ``bind``, a generator's
-conditioning or mapping network, a style encoder's ``fit``) are protocols of their own; stages
-ask ``supports(obj, Protocol)`` rather than probing with ``getattr``.
-
-Nothing here imports torch at run time: annotations are strings, imports are for type checkers.
-"""
+"""The protocols, one per kind of component and one per optional capability, and ``CONTRACTS``,
+the protocol of each kind. What each asks and why: ``ganpipe.contracts``."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from ganpipe.contracts.contexts import FilterContext, TrainingContext
     from ganpipe.data.source_listing import SourceItem
-    from ganpipe.stages.filter import FilterContext
-    from ganpipe.training.train import TrainingContext
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -283,7 +262,7 @@ class QualityFilter(Protocol):
     arrays (float, bool) with one entry per candidate in ``context.images``.
 
     ``higher_is_better`` says which way ``scores`` rank candidates when ``filter.keep`` is
-    ``top_k``. ``context`` (``ganpipe.stages.filter.FilterContext``) holds the candidates, a
+    ``top_k``. ``context`` (``ganpipe.contracts.contexts.FilterContext``) holds the candidates, a
     sample of the real data, the style table and encoder, and the discriminator.
     """
 
@@ -316,7 +295,7 @@ class BatchInfo(TypedDict):
     animation: str | None  # interpolations: the frames as an animated GIF
 
 
-# Checking --------------------------------------------------------------------------------------
+# The contract of each kind ------------------------------------------------------------------
 
 #: The contract of each component kind (``ganpipe.registry.KINDS``).
 CONTRACTS: dict[str, type] = {
@@ -329,84 +308,3 @@ CONTRACTS: dict[str, type] = {
     "quality_filter": QualityFilter,
     "source": Source,
 }
-
-# Contracts whose components must be torch modules (they are moved, saved and trained).
-_MODULES = (Generator, Discriminator, StyleEncoder)
-_PROTOCOL_BASES = {"Protocol", "Generic", "object"}
-_DUNDER_MEMBERS = {"__call__", "__iter__"}  # the special methods a contract may ask for
-
-
-@cache
-def members(contract: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(attributes, methods)`` a protocol asks for, its bases' included."""
-    attributes: list[str] = []
-    methods: list[str] = []
-    for base in reversed(contract.__mro__):
-        if base.__name__ in _PROTOCOL_BASES or not getattr(base, "_is_protocol", False):
-            continue
-        attributes += [a for a in base.__dict__.get("__annotations__", {}) if a not in attributes]
-        methods += [
-            n
-            for n, v in vars(base).items()
-            if callable(v) and (n in _DUNDER_MEMBERS or not n.startswith("_")) and n not in methods
-        ]
-    return tuple(attributes), tuple(methods)
-
-
-def missing(obj: Any, contract: type) -> list[str]:
-    """The members of ``contract`` that ``obj`` lacks (a method must be callable), and
-    ``torch.nn.Module`` when the contract asks for a module and ``obj`` is none. Never calls
-    anything on ``obj``."""
-    attributes, methods = members(contract)
-    lacking = [a for a in attributes if not hasattr(obj, a)]
-    lacking += [m for m in methods if not callable(getattr(obj, m, None))]
-    if any(base in _MODULES for base in contract.__mro__):
-        torch = sys.modules.get("torch")  # not imported yet: nothing can be a module
-        if torch is None or not isinstance(obj, torch.nn.Module):
-            lacking.append("torch.nn.Module")
-        elif "forward" not in lacking and type(obj).forward is torch.nn.Module.forward:
-            lacking.append("forward")  # nn.Module's placeholder, which only raises
-    return lacking
-
-
-def supports(obj: Any, contract: type) -> bool:
-    """Whether ``obj`` has every member of ``contract``: how stages ask for an optional
-    capability, e.g. ``supports(loss, DiscriminatorPenalty)`` or
-    ``supports(generator, ConditionalGenerator)``."""
-    return not missing(obj, contract)
-
-
-def style_embedding_dim(generator: Any) -> int:
-    """The continuous style code a generator takes (``Generator``): 0 when it takes none."""
-    return int(getattr(generator, "style_embedding_dim", 0) or 0)
-
-
-__all__ = [
-    "CONTRACTS",
-    "Adaptive",
-    "Augmentation",
-    "BatchInfo",
-    "Bindable",
-    "ComponentFactory",
-    "ConditionalGenerator",
-    "Discriminator",
-    "FeatureDiscriminator",
-    "DiscriminatorPenalty",
-    "Generator",
-    "LogitPenalty",
-    "Loss",
-    "MappedGenerator",
-    "MixingGenerator",
-    "NoiseInputs",
-    "QualityFilter",
-    "Regulariser",
-    "ReportsMetrics",
-    "Source",
-    "Stateful",
-    "StyleEncoder",
-    "TrainableStyleEncoder",
-    "members",
-    "missing",
-    "supports",
-    "style_embedding_dim",
-]
