@@ -30,8 +30,8 @@ from ganpipe.stages.filter import batch_context, filter_batch
 from ganpipe.stages.generate import generate, planned_batch
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 
 
 def timed(fn, *args) -> float:

@@ -30,8 +30,8 @@ from ganpipe.stages.generate import generate, planned_batch  # noqa: E402
 from ganpipe.stages.ingest import ingest  # noqa: E402
 from ganpipe.stages.report import report  # noqa: E402
 from ganpipe.stages.styles import styles  # noqa: E402
+from ganpipe.stages.train import train  # noqa: E402
 from ganpipe.store import RunStore  # noqa: E402
-from ganpipe.training.train import train  # noqa: E402
 
 
 def direct(cfg) -> float:

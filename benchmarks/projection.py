@@ -33,8 +33,8 @@ from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.project import _load, project_one
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 
 STEPS = (50, 100, 300, 600)
 HELD_OUT = ("stripes", "checker", "dots", "rings", "clouds", "mosaic")

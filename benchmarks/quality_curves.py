@@ -57,10 +57,10 @@ from ganpipe.domain.style_table import load_styles
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.stats.artefacts import relative_artefacts
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import checkpoint_name, load_network
-from ganpipe.training.train import train
 
 BUILDERS = {"demo": demo, "photos": photos, "digits": digits}
 REFERENCES = {"plain": ExamplesDCGAN, "strong": StrongReference}

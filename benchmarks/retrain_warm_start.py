@@ -32,8 +32,8 @@ from ganpipe.domain.model_pointers import ModelRef, champion, promote
 from ganpipe.stages.evaluate import evaluate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore, layout
-from ganpipe.training.train import train
 
 GATED = ("fd", "coverage", "style_accuracy")
 

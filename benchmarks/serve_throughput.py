@@ -27,8 +27,8 @@ from ganpipe.serve.local import free_port, wait_until_up
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 
 
 def clients(base: str, count: int, seconds: float) -> tuple[float, list[float]]:

@@ -21,8 +21,8 @@ from ganpipe.data.dataset import load_dataset
 from ganpipe.domain.style_table import load_styles
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 
 
 def main() -> None:

@@ -74,9 +74,9 @@ def train_beside_flow_run(flow_run_id: str, poll_seconds: float = 5.0) -> None:
     import torch.distributed as dist
 
     from ganpipe.config import validate_config
+    from ganpipe.stages.train import pick_device, train
     from ganpipe.store import RunStore
     from ganpipe.training.distributed import local_device
-    from ganpipe.training.train import pick_device, train
 
     run, _ = _flow_run(flow_run_id)
     config = validate_config(run.parameters["config"], "flow parameter 'config'")

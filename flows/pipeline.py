@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ganpipe.stages.ingest import IngestResult
     from ganpipe.stages.report import ReportResult
     from ganpipe.stages.styles import StylesResult
-    from ganpipe.training.train import TrainResult
+    from ganpipe.stages.train import TrainResult
 
 
 def _transient(task, task_run, state) -> bool:
@@ -131,7 +131,7 @@ def styles_task(config: dict[str, Any], ingested: IngestResult) -> StylesResult:
 def train_task(config: dict[str, Any], styled: StylesResult, promote: bool = True) -> TrainResult:
     """Train (or reuse) the model version; ``promote`` makes it production's current one."""
     from ganpipe.domain.model_pointers import promote as make_current
-    from ganpipe.training.train import train
+    from ganpipe.stages.train import train
 
     cfg, store, registry = _open(config)
     with progress_artifacts():
@@ -195,8 +195,8 @@ def report_task(
 def markers(cfg: Config, store: RunStore, fingerprint: str) -> dict[str, str | None]:
     """What the styles and train stages write last, for this config and data: a cached task
     result is trusted only while its marker is in the store."""
+    from ganpipe.stages.train import planned_version
     from ganpipe.store import layout
-    from ganpipe.training.train import planned_version
 
     version = planned_version(cfg, store, fingerprint)
     styles = layout.StyleFiles(layout.styles_dir(fingerprint, cfg.style.encoder))

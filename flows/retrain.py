@@ -2,8 +2,9 @@
 
 ingest -> (stop if a model was already trained on exactly this data) -> styles -> train ->
 evaluate -> promote the challenger only if it is not worse than the current model (champion)
-beyond ``retrain.tolerance`` on the ``retrain.gate`` metrics. Wiring only; the decision rule
-lives in ``ganpipe.stages.gate``. Stage records stay typed (``IngestResult``, ``TrainResult``,
+beyond ``retrain.tolerance`` on the ``retrain.gate`` metrics. Wiring only: the gate
+(evaluations, the rule, promotion, the record) is the plain function
+``ganpipe.stages.gate.gate``. Stage records stay typed (``IngestResult``, ``TrainResult``,
 ``EvaluationResult``, ``Decision``) until ``_summary`` turns them into the flow's plain result.
 """
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ganpipe.stages.evaluate import EvaluationResult
     from ganpipe.stages.gate import Decision
     from ganpipe.stages.report import ReportResult
-    from ganpipe.training.train import TrainResult
+    from ganpipe.stages.train import TrainResult
 
 
 @task(name="find-trained-model", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -70,61 +71,12 @@ def model_report_task(config: dict[str, Any], model_uri: str) -> ReportResult:
 
 @task(name="gate", cache_policy=NO_CACHE, **IO_RETRIES)
 def gate_task(config: dict[str, Any], trained: TrainResult) -> Decision:
-    """Measure challenger and champion on the same images (the challenger's dataset's
-    held-out split, the same seeds) in the same pinned space, decide, record the decision
-    beside the challenger and promote it if it won."""
-    from ganpipe.domain.model_pointers import ModelRef, champion, promote
-    from ganpipe.stages import gate as retrain
-    from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
-    from ganpipe.store import layout
+    """``ganpipe.stages.gate.gate``: evaluate challenger and champion alike, decide, promote
+    the challenger if it won and record the decision beside it."""
+    from ganpipe.stages.gate import gate
 
     cfg, store, registry = _open(config)
-    fingerprint = store.read_json(
-        layout.ModelFiles(layout.model_dir(cfg.model_name, trained.version)).network(
-            "generator", "json"
-        )
-    )["dataset_fingerprint"]
-    challenger_model = ModelRef(store, layout.model_dir(cfg.model_name, trained.version))
-    challenger = evaluate(cfg, store, challenger_model, registry, against=fingerprint,
-                          write=False).to_dict()  # fmt: skip
-    retrain.keep_evaluation(challenger_model, challenger)
-    champ = champion(cfg, store)
-    champ_version = champ.folder.rsplit("/", 1)[-1] if champ is not None else None
-    champ_name, champ_eval = None, None
-    if champ is not None and champ.folder != challenger_model.folder:
-        champ_name = f"{cfg.model_name}/{champ_version}"
-        champ_eval = retrain.stored_evaluation(champ, challenger["settings"])
-        if champ_eval is None:
-            champ_eval = evaluate(cfg, store, champ, registry, against=fingerprint,
-                                  write=False).to_dict()  # fmt: skip
-            retrain.keep_evaluation(champ, champ_eval)
-    decision = retrain.decide(
-        challenger["model"],
-        challenger["metrics"],
-        champ_name,
-        champ_eval["metrics"] if champ_eval else None,
-        cfg.retrain.gate,
-        cfg.retrain.tolerance,
-        HIGHER_IS_BETTER,
-    )
-    settings = challenger["settings"]
-    decision.space, decision.space_hash = settings["space"], settings["space_hash"]
-    decision.dataset_fingerprint, decision.split = fingerprint, settings["split"]
-    if champ_eval is not None:
-        decision.missing_styles = list(champ_eval["settings"].get("missing_styles", []))
-        tolerance = cfg.retrain.per_style_tolerance
-        deltas = retrain.per_style_deltas(challenger, champ_eval, cfg.retrain.gate, tolerance,
-                                          HIGHER_IS_BETTER)  # fmt: skip
-        retrain.judge_per_style(decision, deltas, cfg.retrain.per_style, tolerance)
-    if decision.action == "promoted" and not promote(
-        store, cfg.model_name, trained.version, expected=champ_version
-    ):
-        decision.action = "kept"
-        decision.reasons.append(
-            "another run changed the current model while this one was evaluated; it is not "
-            "replaced by a model compared with its predecessor"
-        )
-    retrain.record(store, layout.model_dir(cfg.model_name, trained.version), decision)
+    decision = gate(cfg, store, trained, registry)
     get_run_logger().info("%s %s: %s", decision.action, decision.challenger,
                           "; ".join(decision.reasons))  # fmt: skip
     return decision

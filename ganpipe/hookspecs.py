@@ -10,7 +10,7 @@ name supplied twice is an error that names both plugins. Factories are called wi
 options the config gives for that component (e.g. ``train.loss_options``) plus the arguments
 listed in each hook's docstring, and should raise ``TypeError`` or ``ValueError`` for bad
 options: ganpipe turns those into a config error naming the key. What a factory must return is
-the protocol of its kind in ``ganpipe/contracts.py``; the registry checks it once, when the
+the protocol of its kind in ``ganpipe/contracts/``; the registry checks it once, when the
 component is created, and refuses one that lacks a member with an error naming the plugin.
 
 Event hooks observe the pipeline; their return values are ignored, and an exception raised in

@@ -134,8 +134,8 @@ def train_tiny_model(root: Path, overrides: list[str] | None = None) -> Path:
     from ganpipe.domain.model_pointers import promote
     from ganpipe.stages.ingest import ingest
     from ganpipe.stages.styles import styles
+    from ganpipe.stages.train import train
     from ganpipe.store import RunStore
-    from ganpipe.training.train import train
 
     cfg = load_config(None, overrides if overrides is not None else tiny_overrides(root))
     store = RunStore.from_config(cfg)

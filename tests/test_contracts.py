@@ -1,4 +1,4 @@
-"""The component contracts (ganpipe/contracts.py): every registered component satisfies its
+"""The component contracts (ganpipe/contracts/): every registered component satisfies its
 kind's protocol, and the registry refuses, at creation, a plugin component that lacks a member,
 with an error naming the component, the plugin, the hook and what is missing."""
 

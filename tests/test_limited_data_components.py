@@ -16,9 +16,9 @@ from ganpipe.builtin.stylenets import ResidualDiscriminator
 from ganpipe.config import load_config
 from ganpipe.contracts import Adaptive, LogitPenalty, ReportsMetrics, Stateful, supports
 from ganpipe.registry import load_registry
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import export_network, load_network, newest_valid_checkpoint
-from ganpipe.training.train import train
 from tests.conftest import prepare_tiny_store, tiny_overrides
 
 

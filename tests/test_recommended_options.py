@@ -7,9 +7,9 @@ from torch import nn
 from ganpipe.builtin.nets import DCGANGenerator
 from ganpipe.config import load_config
 from ganpipe.registry import load_registry
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import export_network, load_network
-from ganpipe.training.train import train
 from tests.conftest import prepare_tiny_store, tiny_overrides
 
 

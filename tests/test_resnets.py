@@ -185,8 +185,8 @@ def test_resnet_and_sngan_train_export_and_generate(tmp_path):
     from ganpipe.export import export_model
     from ganpipe.registry import load_registry
     from ganpipe.stages.generate import generate
+    from ganpipe.stages.train import train
     from ganpipe.store import RunStore, layout
-    from ganpipe.training.train import train
     from tests.conftest import prepare_tiny_store, tiny_overrides
 
     root = prepare_tiny_store(tmp_path / "store")

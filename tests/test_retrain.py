@@ -166,3 +166,55 @@ def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_har
     trained = json.loads((models / warm["model_version"] / "training.json").read_text())
     assert trained["init"].startswith(str(tmp_path / "store" / "models/demo" /
                                           first["model_version"]))  # fmt: skip
+
+
+GATE_WITHOUT_PREFECT = """
+import json, sys
+sys.modules["prefect"] = None  # any import of Prefect now fails
+from ganpipe.config import load_config
+from ganpipe.domain.model_pointers import champion
+from ganpipe.stages.gate import gate
+from ganpipe.stages.ingest import ingest
+from ganpipe.stages.styles import styles
+from ganpipe.store import RunStore
+from ganpipe.stages.train import train
+
+overrides = json.loads(sys.argv[1])
+cfg = load_config(None, overrides)
+store = RunStore.from_config(cfg)
+ingest(cfg, store)
+styles(cfg, store)
+first = train(cfg, store)
+opening = gate(cfg, store, first)
+weak = load_config(None, [*overrides, "train.steps=2", "train.init=scratch"])
+second = train(weak, store)
+later = gate(weak, store, second.version)
+print(json.dumps({"first": first.version, "second": second.version,
+                  "opening": opening.to_dict(), "later": later.to_dict(),
+                  "current": champion(cfg, store).folder.rsplit("/", 1)[-1]}))
+"""
+
+
+@pytest.mark.slow
+def test_the_gate_runs_from_python_without_prefect(tmp_path):
+    """A notebook user gates a model with the stage alone: evaluations, decision, promotion and
+    record, with Prefect unimportable."""
+    import subprocess
+    import sys
+
+    overrides = tiny_overrides(tmp_path / "store", **{"evaluate.per_style": 8,
+                                                      "dataset.val_fraction": 0.3})  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", GATE_WITHOUT_PREFECT, json.dumps(overrides)],
+                          capture_output=True, text=True, timeout=540)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    opening, later = out["opening"], out["later"]
+    assert opening["action"] == "promoted" and opening["champion"] is None
+    assert later["champion"] == f"demo/{out['first']}" and later["champion_metrics"]
+    assert later["challenger_metrics"].keys() == later["champion_metrics"].keys()
+    # the pointer follows the decision, and the decision is recorded beside the challenger
+    assert out["current"] == (out["second"] if later["action"] == "promoted" else out["first"])
+    record = json.loads(
+        (tmp_path / "store/models/demo" / out["second"] / "retrain.json").read_text()
+    )
+    assert record["action"] == later["action"] and record["reasons"] == later["reasons"]

@@ -11,9 +11,9 @@ from ganpipe.errors import ConfigError, PluginError, StoreError
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import NonFiniteLoss, train
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network, newest_valid_checkpoint
-from ganpipe.training.train import NonFiniteLoss, train
 from tests.conftest import prepare_tiny_store, tiny_overrides
 from tests.fixture_plugins import events, scaled_loss
 

@@ -14,11 +14,11 @@ from ganpipe.errors import ConfigError
 from ganpipe.registry import load_registry
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
 from ganpipe.store.checkpoints import load_network
 from ganpipe.training.components import build_networks
 from ganpipe.training.mixed_precision import resolve_precision
-from ganpipe.training.train import train
 from ganpipe.training.training_data import load_training_data
 from ganpipe.training.warm_start import (
     freeze_early_layers,

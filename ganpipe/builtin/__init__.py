@@ -1,6 +1,6 @@
 """ganpipe's own components, registered through the public hooks like any outside plugin.
 
-What each factory builds satisfies its kind's protocol in ``ganpipe/contracts.py`` (checked by
+What each factory builds satisfies its kind's protocol in ``ganpipe/contracts/`` (checked by
 the registry at creation, and for every built-in by tests/test_contracts.py); the modules are
 imported inside the hooks so that loading plugins never imports torch."""
 

@@ -109,8 +109,8 @@ def train(config: Optional[Path] = ConfigArg, set_: list[str] = SetOpt) -> None:
 
     def body():
         from ganpipe.domain.model_pointers import promote
+        from ganpipe.stages.train import train as stage
         from ganpipe.store import RunStore
-        from ganpipe.training.train import train as stage
 
         cfg = load(config, set_)
         store = RunStore.from_config(cfg)

@@ -5,16 +5,28 @@ Scheduled retraining must never make production worse by itself. A challenger is
 ``retrain.tolerance`` (relative); with no champion, the first model is promoted. The decision,
 with both sets of metrics, is written beside the challenger (``retrain.json``) so an operator
 can see later why production did or did not change.
+
+``gate`` is the stage: it evaluates both models on the same images, reuses a stored evaluation of
+the champion, applies the rule (``decide``, ``judge_per_style``), promotes through a
+compare-and-swap and records the decision. It needs no Prefect: the retrain flow wraps it in a
+task, and a notebook calls it directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from ganpipe.domain.model_pointers import ModelRef
+from ganpipe.domain.model_pointers import ModelRef, champion, promote
 from ganpipe.errors import ConfigError
 from ganpipe.hashing import stable_hash
+from ganpipe.progress import log
 from ganpipe.store import RunStore, layout
+
+if TYPE_CHECKING:
+    from ganpipe.config import Config
+    from ganpipe.registry import Registry
+    from ganpipe.stages.train import TrainResult
 
 
 @dataclass
@@ -168,3 +180,60 @@ def judge_per_style(decision: Decision, deltas: dict[str, dict], enforce: bool,
 
 def record(store: RunStore, model_folder: str, decision: Decision) -> str:
     return store.write_json(layout.ModelFiles(model_folder).retrain, decision.to_dict())
+
+
+def gate(config: Config, store: RunStore, trained: TrainResult | str,
+         registry: Registry | None = None) -> Decision:  # fmt: skip
+    """Whether the model version ``trained`` (a ``TrainResult`` or its version) replaces the
+    current model, promoting it if so, with the decision recorded beside it (``retrain.json``).
+
+    Challenger and champion are measured on the same images (the challenger's dataset's
+    held-out split, the same seeds) in the same pinned space; a stored evaluation of the
+    champion with the same settings is reused. The promotion is a compare-and-swap: if another
+    run changed the current model meanwhile, the challenger is kept, not promoted over a model
+    it was never compared with."""
+    from ganpipe.registry import load_registry
+    from ganpipe.stages.evaluate import HIGHER_IS_BETTER, evaluate
+
+    registry = registry or load_registry(config)
+    version = trained if isinstance(trained, str) else trained.version
+    folder = layout.model_dir(config.model_name, version)
+    description = layout.ModelFiles(folder).network("generator", "json")
+    fingerprint = store.read_json(description, dict)["dataset_fingerprint"]
+    challenger_model = ModelRef(store, folder)
+    challenger = evaluate(config, store, challenger_model, registry, against=fingerprint,
+                          write=False).to_dict()  # fmt: skip
+    keep_evaluation(challenger_model, challenger)
+    champ = champion(config, store)
+    champ_version = champ.folder.rsplit("/", 1)[-1] if champ is not None else None
+    champ_eval = None
+    if champ is not None and champ.folder != challenger_model.folder:
+        champ_eval = stored_evaluation(champ, challenger["settings"])
+        if champ_eval is None:
+            champ_eval = evaluate(config, store, champ, registry, against=fingerprint,
+                                  write=False).to_dict()  # fmt: skip
+            keep_evaluation(champ, champ_eval)
+    r = config.retrain
+    decision = decide(challenger["model"], challenger["metrics"],
+                      f"{config.model_name}/{champ_version}" if champ_eval else None,
+                      champ_eval["metrics"] if champ_eval else None, r.gate, r.tolerance,
+                      HIGHER_IS_BETTER)  # fmt: skip
+    settings = challenger["settings"]
+    decision.space, decision.space_hash = settings["space"], settings["space_hash"]
+    decision.dataset_fingerprint, decision.split = fingerprint, settings["split"]
+    if champ_eval is not None:
+        decision.missing_styles = list(champ_eval["settings"].get("missing_styles", []))
+        deltas = per_style_deltas(challenger, champ_eval, r.gate, r.per_style_tolerance,
+                                  HIGHER_IS_BETTER)  # fmt: skip
+        judge_per_style(decision, deltas, r.per_style, r.per_style_tolerance)
+    if decision.action == "promoted" and not promote(
+        store, config.model_name, version, expected=champ_version
+    ):
+        decision.action = "kept"
+        decision.reasons.append(
+            "another run changed the current model while this one was evaluated; it is not "
+            "replaced by a model compared with its predecessor"
+        )
+    record(store, folder, decision)
+    log.info("%s %s: %s", decision.action, decision.challenger, "; ".join(decision.reasons))
+    return decision

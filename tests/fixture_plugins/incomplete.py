@@ -1,4 +1,4 @@
-"""Components that each lack one member of their kind's contract (ganpipe/contracts.py): the
+"""Components that each lack one member of their kind's contract (ganpipe/contracts/): the
 registry must refuse every one when it is created, naming the plugin and the missing member."""
 
 import torch

@@ -168,7 +168,7 @@ from ganpipe.registry import load_registry
 from ganpipe.stages.report import report
 from ganpipe.store import RunStore
 from ganpipe.stages.styles import styles
-from ganpipe.training.train import train
+from ganpipe.stages.train import train
 cfg = load_config(None, json.loads(sys.argv[1]))
 store, registry = RunStore.from_config(cfg), load_registry(cfg)
 ingested = ingest(cfg, store, registry)

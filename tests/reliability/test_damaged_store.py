@@ -79,7 +79,7 @@ def stages(root: Path):
     from ganpipe.stages.generate import generate
     from ganpipe.stages.ingest import ingest
     from ganpipe.stages.styles import styles
-    from ganpipe.training.train import train
+    from ganpipe.stages.train import train
 
     cfg, store = config(root), RunStore(str(root))
 

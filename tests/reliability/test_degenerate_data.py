@@ -60,7 +60,7 @@ def test_every_stage_works_or_says_what_is_too_small(tmp_path, name):
     from ganpipe.stages.ingest import ingest
     from ganpipe.stages.report import model_report, report
     from ganpipe.stages.styles import styles
-    from ganpipe.training.train import train
+    from ganpipe.stages.train import train
 
     folder = tmp_path / "images"
     DATASETS[name](folder)

@@ -14,8 +14,8 @@ from ganpipe.registry import load_registry
 from ganpipe.stages.generate import generate
 from ganpipe.stages.ingest import ingest
 from ganpipe.stages.styles import styles
+from ganpipe.stages.train import train
 from ganpipe.store import RunStore
-from ganpipe.training.train import train
 from tests.conftest import tiny_overrides, train_tiny_model
 from tests.fixture_plugins import faulty
 
