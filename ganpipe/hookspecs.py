@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from ganpipe.contracts.kinds import KINDS, ComponentKind
+
 if TYPE_CHECKING:
     from ganpipe import contracts
     from ganpipe.config import Config
@@ -36,102 +38,24 @@ hookspec = pluggy.HookspecMarker("ganpipe")
 
 
 # -------------------------------------------------------------------------------------------
-# Registration hooks: components chosen by name in the config
+# Registration hooks: components chosen by name in the config. One per component kind, built
+# from its record in ganpipe.contracts.kinds (hook name, config key, contract, documentation),
+# so the registry, the contract check and these specifications cannot disagree.
 # -------------------------------------------------------------------------------------------
 
 
-@hookspec
-def ganpipe_generators() -> Mapping[str, ComponentFactory[contracts.Generator]]:
-    """Register generator architectures (config ``model.generator``).
+def _registration_hook(kind: ComponentKind):
+    def hook() -> Mapping[str, ComponentFactory]: ...
 
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as
-        ``factory(num_styles=int, image_size=int, **options)`` and returns a
-        ``contracts.Generator`` (a ``torch.nn.Module``), optionally also a
-        ``ConditionalGenerator`` / ``MappedGenerator`` / ``MixingGenerator`` for blends,
-        truncation and style mixing. Its options must be JSON-serialisable: they are saved
-        beside the exported weights.
-    """
+    hook.__name__ = hook.__qualname__ = kind.hook
+    hook.__doc__ = kind.docstring
+    hook.__module__ = __name__
+    return hookspec(hook)
 
 
-@hookspec
-def ganpipe_discriminators() -> Mapping[str, ComponentFactory[contracts.Discriminator]]:
-    """Register discriminator architectures (config ``model.discriminator``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as
-        ``factory(num_styles=int, image_size=int, **options)`` and returns a
-        ``contracts.Discriminator`` (a ``torch.nn.Module``).
-    """
-
-
-@hookspec
-def ganpipe_losses() -> Mapping[str, ComponentFactory[contracts.Loss]]:
-    """Register adversarial losses (config ``train.loss``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as ``factory(**options)``
-        and returns a ``contracts.Loss``; one that also satisfies
-        ``contracts.DiscriminatorPenalty`` has its penalty added to the discriminator's
-        objective.
-    """
-
-
-@hookspec
-def ganpipe_regularizers() -> Mapping[str, ComponentFactory[contracts.Regulariser]]:
-    """Register training regularisers (config ``train.regularizers: {name: options}``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as ``factory(**options)``
-        and returns a ``contracts.Regulariser``; one that also satisfies ``contracts.Bindable``
-        is bound to the run's styles before training.
-    """
-
-
-@hookspec
-def ganpipe_augmentations() -> Mapping[str, ComponentFactory[contracts.Augmentation]]:
-    """Register differentiable augmentations applied to real and fake images alike
-    (config ``train.augmentations: {name: options}``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as ``factory(**options)``
-        and returns a ``contracts.Augmentation``.
-    """
-
-
-@hookspec
-def ganpipe_style_encoders() -> Mapping[str, ComponentFactory[contracts.StyleEncoder]]:
-    """Register style encoders (config ``style.encoder``; also ``evaluate.features``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as
-        ``factory(image_size=int, **options)`` and returns a ``contracts.StyleEncoder`` (a
-        ``torch.nn.Module``); one that learns from the data also satisfies
-        ``contracts.TrainableStyleEncoder``.
-    """
-
-
-@hookspec
-def ganpipe_quality_filters() -> Mapping[str, ComponentFactory[contracts.QualityFilter]]:
-    """Register quality filters (config ``filter.filters``).
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as ``factory(**options)``
-        and returns a ``contracts.QualityFilter``, scored on a
-        ``ganpipe.contracts.contexts.FilterContext``.
-    """
-
-
-@hookspec
-def ganpipe_sources() -> Mapping[str, ComponentFactory[contracts.Source]]:
-    """Register dataset sources, keyed by URI scheme (``s3``, ``file``) or file suffix
-    (``.csv``): the first match of suffix, then scheme, handles a ``dataset.sources`` entry.
-
-    Returns:
-        Name to factory, or an empty mapping. Each factory is called as
-        ``factory(uri=str, config=DatasetConfig, storage_options=dict)`` and returns a
-        ``contracts.Source``: an iterable of ``ganpipe.data.source_listing.SourceItem``.
-    """
+for _kind in KINDS.values():
+    globals()[_kind.hook] = _registration_hook(_kind)
+del _kind
 
 
 # -------------------------------------------------------------------------------------------

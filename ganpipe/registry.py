@@ -22,18 +22,8 @@ BUILTIN_PLUGIN = "ganpipe.builtin"
 
 T = TypeVar("T")
 
-# Component kind -> (registration hook, config key that names one); what each kind must provide
-# is its protocol in ganpipe.contracts.CONTRACTS.
-KINDS: dict[str, tuple[str, str]] = {
-    "generator": ("ganpipe_generators", "model.generator"),
-    "discriminator": ("ganpipe_discriminators", "model.discriminator"),
-    "loss": ("ganpipe_losses", "train.loss"),
-    "regularizer": ("ganpipe_regularizers", "train.regularizers"),
-    "augmentation": ("ganpipe_augmentations", "train.augmentations"),
-    "style_encoder": ("ganpipe_style_encoders", "style.encoder"),
-    "quality_filter": ("ganpipe_quality_filters", "filter.filters"),
-    "source": ("ganpipe_sources", "dataset.sources"),
-}
+# Each component kind's hook, config key and contract: one record each, in ganpipe.contracts.
+KINDS = contracts.KINDS
 
 
 @dataclass(frozen=True)
@@ -92,7 +82,7 @@ class Registry:
     def _collect(self, kind: str) -> dict[str, Component]:
         if kind in self._components:
             return self._components[kind]
-        hook_name, _ = KINDS[kind]
+        hook_name = KINDS[kind].hook
         found: dict[str, Component] = {}
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             plugin = self._labels.get(impl.plugin_name, impl.plugin_name)
@@ -138,7 +128,7 @@ class Registry:
     def get(self, kind: str, name: str) -> Component:
         components = self._collect(kind)
         if name not in components:
-            _, key = KINDS[kind]
+            key = KINDS[kind].config_key
             available = ", ".join(f"{c.name} ({c.plugin})" for c in components.values())
             raise ConfigError(
                 f"unknown {kind.replace('_', ' ')} {name!r}; available: {available or 'none'}",
@@ -160,13 +150,13 @@ class Registry:
             raise ConfigError(
                 f"{kind.replace('_', ' ')} {name!r} ({component.plugin}) rejected its options: "
                 f"{exc}",
-                where=config_key or KINDS[kind][1],
+                where=config_key or KINDS[kind].config_key,
             ) from None
         except Exception as exc:
             raise PluginError(
                 f"{kind.replace('_', ' ')} {name!r} ({component.plugin}) failed to build: "
                 f"{type(exc).__name__}: {exc}",
-                where=KINDS[kind][0],
+                where=KINDS[kind].hook,
                 fix="fix or uninstall the plugin that provides it ('ganpipe plugins' lists them)",
             ) from exc
         self.check(kind, name, built)
@@ -177,7 +167,7 @@ class Registry:
         is created: the error names the component, its plugin, the hook and what is missing,
         rather than an ``AttributeError`` from deep inside a stage. Members are looked at,
         never called. Optional capabilities are not required (``contracts.supports``)."""
-        contract = contracts.CONTRACTS[kind]
+        contract = KINDS[kind].contract
         lacking = contracts.missing(component, contract)
         if lacking:
             raise self.fault(
@@ -211,7 +201,7 @@ class Registry:
         plugin = self.get(kind, name).plugin
         return PluginError(
             f"{kind.replace('_', ' ')} {name!r} ({plugin}) {problem}",
-            where=KINDS[kind][0],
+            where=KINDS[kind].hook,
             fix="fix or replace the plugin ('ganpipe plugins' lists where each component "
             "comes from), or choose another component in the config",
         )

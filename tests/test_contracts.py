@@ -81,7 +81,7 @@ def test_a_component_missing_a_member_is_refused_when_created(kind, name, lackin
     message = err.value.message
     assert f"{kind.replace('_', ' ')} {name!r} ({INCOMPLETE})" in message
     assert f"lacks {lacking}" in message
-    assert KINDS[kind][0] in message  # the registration hook
+    assert KINDS[kind].hook in message  # the registration hook
     assert contracts.CONTRACTS[kind].__name__ in message
 
 
@@ -92,3 +92,24 @@ def test_contracts_and_hook_specs_load_without_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_each_kind_is_one_record_that_the_hooks_and_the_registry_follow():
+    """Registry, contract check and hook specifications all come from ``contracts.KINDS``: a
+    kind's hook is a specification documented from its record, and nothing else registers."""
+    from ganpipe import hookspecs
+    from ganpipe.registry import build_plugin_manager
+
+    pm = build_plugin_manager()
+    registration = {
+        name
+        for name in vars(hookspecs)
+        if name.startswith("ganpipe_") and name not in {"ganpipe_configure"}
+        and "Register" in (getattr(hookspecs, name).__doc__ or "")
+    }  # fmt: skip
+    assert registration == {kind.hook for kind in KINDS.values()}
+    for kind in KINDS.values():
+        assert getattr(pm.hook, kind.hook).spec is not None
+        doc = getattr(hookspecs, kind.hook).__doc__
+        assert f"``{kind.config_key}``" in doc and kind.contract.__name__ in doc
+        assert contracts.CONTRACTS[kind.name] is kind.contract

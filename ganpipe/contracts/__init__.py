@@ -18,19 +18,21 @@ ask ``supports(obj, Protocol)`` rather than probing with ``getattr``.
 
 Nothing here imports torch at run time: annotations are strings, imports are for type checkers.
 
-The package: ``protocols`` (the contracts and ``CONTRACTS``), ``checks`` (``supports``,
+The package: ``protocols`` (the contracts), ``kinds`` (one record per component kind: its
+hook, config key and contract; ``KINDS`` and ``CONTRACTS``), ``checks`` (``supports``,
 ``missing``), and ``contexts``: what a component is handed at run time (``FilterContext`` for
-quality filters, ``TrainingContext`` for ``bind``, ``TrainState`` for event hooks). The contexts
-live here, beside the contracts that name them, and not in the stages that build them, so that
-neither a plugin nor a lower layer imports a stage (docs/architecture.md, "Layers"). They are
-imported from ``ganpipe.contracts.contexts`` (that module needs torch; this one does not).
+quality filters, ``TrainingContext`` for ``bind``, ``TrainState`` for event hooks). The
+contexts live here, beside the contracts that name them, and not in the stages that build
+them, so that neither a plugin nor a lower layer imports a stage (docs/architecture.md,
+"Layers"). They are imported from ``ganpipe.contracts.contexts`` (that module needs torch;
+this one does not).
 """
 
 from __future__ import annotations
 
 from ganpipe.contracts.checks import members, missing, style_embedding_dim, supports
+from ganpipe.contracts.kinds import CONTRACTS, KINDS, ComponentKind
 from ganpipe.contracts.protocols import (
-    CONTRACTS,
     Adaptive,
     Augmentation,
     BatchInfo,
@@ -57,6 +59,8 @@ from ganpipe.contracts.protocols import (
 
 __all__ = [
     "CONTRACTS",
+    "KINDS",
+    "ComponentKind",
     "Adaptive",
     "Augmentation",
     "BatchInfo",

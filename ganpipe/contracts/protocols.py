@@ -293,18 +293,3 @@ class BatchInfo(TypedDict):
     chunks: int
     strip: str | None  # interpolations: all frames side by side (PNG)
     animation: str | None  # interpolations: the frames as an animated GIF
-
-
-# The contract of each kind ------------------------------------------------------------------
-
-#: The contract of each component kind (``ganpipe.registry.KINDS``).
-CONTRACTS: dict[str, type] = {
-    "generator": Generator,
-    "discriminator": Discriminator,
-    "loss": Loss,
-    "regularizer": Regulariser,
-    "augmentation": Augmentation,
-    "style_encoder": StyleEncoder,
-    "quality_filter": QualityFilter,
-    "source": Source,
-}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -82,17 +81,6 @@ def newest_valid_checkpoint(store: RunStore, folder: str) -> tuple[int, dict] | 
         except StoreError as exc:
             log.warning("skipping checkpoint %s: %s", rel, exc.what)
     return None
-
-
-@dataclass
-class ExportedNetwork:
-    kind: str  # generator | discriminator
-    name: str  # registered component name
-    options: dict  # constructor arguments
-    metadata: dict  # style table, fingerprints, steps
-
-    def build(self, registry):
-        return registry.get(self.kind, self.name).factory(**self.options)
 
 
 def export_network(
