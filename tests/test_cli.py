@@ -100,7 +100,7 @@ def test_generate_with_model_uri_style_and_count(tmp_path):
         str(model_dir),
         "--style",
         "style-2",
-        "--count",
+        "--per-style",
         "3",
         "--seed",
         "100",

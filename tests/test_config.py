@@ -150,3 +150,32 @@ def test_an_unset_secret_is_not_masked_so_saved_configs_load_again():
     assert validate_config(__import__("yaml").safe_load(cfg.to_yaml())) == cfg
     named = load_config(None, ["serve.token=${GANPIPE_TOKEN}"])
     assert validate_config(__import__("yaml").safe_load(named.to_yaml())) == named
+
+
+def test_a_renamed_option_still_reads_for_one_release_and_names_its_new_key():
+    import warnings
+
+    from ganpipe.config import load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(None, ["retrain.per_style=true"])
+    assert cfg.retrain.enforce_per_style is True
+    (warning,) = [w for w in caught if issubclass(w.category, FutureWarning)]
+    assert "retrain.per_style is deprecated: it is now retrain.enforce_per_style" in str(
+        warning.message
+    )
+    with pytest.raises(ConfigError, match="old name of retrain.enforce_per_style"):
+        load_config(None, ["retrain.per_style=true", "retrain.enforce_per_style=false"])
+
+
+def test_the_old_count_flag_is_per_style_with_a_warning():
+    import typer
+
+    from ganpipe.cli.generate import _per_style
+
+    assert _per_style(5, None) == 5
+    with pytest.warns(FutureWarning, match="--count is deprecated: it is now --per-style"):
+        assert _per_style(None, 3) == 3
+    with pytest.raises(typer.BadParameter, match="give only --per-style"):
+        _per_style(5, 3)

@@ -444,7 +444,7 @@ def ganpipe(*args):
 def test_filter_and_report_commands_take_a_batch_folder(data, tiny_model, tmp_path):
     sets = [a for kv in tiny_overrides(tiny_model) for a in ("--set", kv)]
     out = tmp_path / "out"
-    made = ganpipe("generate", "--model", data.model.uri, "--style", "style-2", "--count", "3",
+    made = ganpipe("generate", "--model", data.model.uri, "--style", "style-2", "--per-style", "3",
                    "--out", str(out), *sets)  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
     (batch,) = (out / "batches").iterdir()

@@ -9,6 +9,7 @@ them, so ``ganpipe --help`` answers at once.
 from __future__ import annotations
 
 import os
+import warnings
 
 import typer
 
@@ -55,8 +56,15 @@ app.command(name="config")(tools.show_config)
 app.command(name="demo-data")(tools.demo_data)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a person at a terminal reads it (a renamed option, say): the message,
+    not the library frame that raised it."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     # Typer prints usage errors itself (exit code 2); everything else is handled in guard().
+    warnings.formatwarning = _one_line_warning
     app(prog_name="ganpipe")
 
 

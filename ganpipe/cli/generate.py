@@ -8,6 +8,7 @@ validated as a whole, and a bad value is reported under the option's name with h
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 # Option -> (the key of the generate config it sets, how to fix a bad value).
 OPTION_KEYS: dict[str, tuple[str, str]] = {
-    "--count": ("per_style", "give a whole number of at least 1"),
+    "--per-style": ("per_style", "give a whole number of at least 1"),
     "--seed": ("seed", "give a whole number of at least 0"),
     "--seeds": ("seeds", "give distinct whole numbers >= 0, comma-separated, e.g. 3,17,42"),
     "--truncation": ("truncation", "give a number from 0 (the style's mean) to 1 (off)"),
@@ -124,7 +125,11 @@ def _named_by_option(exc: ConfigError, given: dict[str, Any]) -> ConfigError:
     return ConfigError(exc.what, where=f"{option} ({exc.where})", fix=exc.fix)
 
 
-CountOpt = typer.Option(None, "--count", min=1, help="Samples per style.")
+PerStyleOpt = typer.Option(
+    None, "--per-style", min=1, help="Samples per style (generate.per_style)."
+)
+# the old name of --per-style, read until the next release
+CountOpt = typer.Option(None, "--count", min=1, hidden=True)
 SeedOpt = typer.Option(None, "--seed", min=0, help="First seed.")
 SeedsOpt = typer.Option(
     None, "--seeds", help="Explicit seeds for every style, comma-separated (e.g. 3,17,42)."
@@ -164,11 +169,23 @@ OutOpt = typer.Option(
 )
 
 
+def _per_style(per_style: int | None, count: int | None) -> int | None:
+    """``--per-style``, or ``--count``, its old name (with a warning naming the new one)."""
+    if count is None:
+        return per_style
+    if per_style is not None:
+        raise typer.BadParameter("--count is the old name of --per-style: give only --per-style")
+    warnings.warn("--count is deprecated: it is now --per-style (the old name is read until "
+                  "the next release)", FutureWarning, stacklevel=2)  # fmt: skip
+    return count
+
+
 def generate(
     config: Optional[Path] = ConfigArg,
     set_: list[str] = SetOpt,
     model: Optional[str] = ModelOpt,
     style: Optional[list[str]] = StyleOpt,
+    per_style: Optional[int] = PerStyleOpt,
     count: Optional[int] = CountOpt,
     seed: Optional[int] = SeedOpt,
     seeds: Optional[str] = SeedsOpt,
@@ -196,7 +213,7 @@ def generate(
 
         # 1. The options, by name, as typed values (None: not given)
         values: dict[str, Any] = {
-            "--count": count, "--seed": seed, "--truncation": truncation,
+            "--per-style": _per_style(per_style, count), "--seed": seed, "--truncation": truncation,
             "--seeds": None if seeds is None else int_list(seeds, "--seeds"),
             "--between-styles": between_styles, "--between-seeds": between_seeds,
             "--frames": frames, "--reference": list(reference) if reference else None,

@@ -8,7 +8,8 @@ comment beside each field is its documentation: the README's config reference fo
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+import warnings
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -38,6 +39,28 @@ def _options_for_selected(options: dict, selected: list[str], kind: str, choose:
 class Section(BaseModel):
     # no NaN or infinity anywhere: every number here reaches torch or a loop bound
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # old key -> new key: a renamed option keeps working for one release, with a warning
+    # that names the new key (the section's own name is added by ``_renamed_keys``)
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if not cls.RENAMED or not isinstance(data, dict):
+            return data
+        section = SECTION_NAMES.get(cls.__name__, cls.__name__)
+        data = dict(data)
+        for old, new in cls.RENAMED.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"{section}.{old} is the old name of {section}.{new}: give "
+                                 f"only {section}.{new}")  # fmt: skip
+            warnings.warn(f"{section}.{old} is deprecated: it is now {section}.{new} (the "
+                          "old name is read until the next release)", FutureWarning,
+                          stacklevel=2)  # fmt: skip
+            data[new] = data.pop(old)
+        return data
 
 
 class StoreConfig(Section):
@@ -326,9 +349,10 @@ class RetrainConfig(Section):
     # metrics of `ganpipe evaluate` a challenger must not be worse on than the current model
     gate: list[str] = Field(default_factory=lambda: ["fd", "style_accuracy", "coverage"])
     tolerance: float = Field(0.05, ge=0)  # relative slack before a metric counts as worse
+    RENAMED: ClassVar[dict[str, str]] = {"per_style": "enforce_per_style"}
     # per style too: a challenger worse beyond per_style_tolerance in any one style is kept
     # (per-style changes are always recorded in retrain.json; this makes them decide)
-    per_style: bool = False
+    enforce_per_style: bool = False
     per_style_tolerance: float = Field(0.2, ge=0)  # per-style figures rest on fewer images
 
 
@@ -396,6 +420,14 @@ class Config(Section):
     def to_yaml(self) -> str:
         """The config as YAML with secrets masked: what is saved beside results and printed."""
         return yaml.safe_dump(redact(self.model_dump(mode="json")), sort_keys=False)
+
+
+# section class -> its key in the config ("RetrainConfig" -> "retrain"), for messages
+SECTION_NAMES = {
+    field.annotation.__name__: name
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type)
+}
 
 
 def _folder_name(v: str) -> str:

@@ -163,7 +163,7 @@ def decide(
 
 def judge_per_style(decision: Decision, deltas: dict[str, dict], enforce: bool,
                     tolerance: float) -> None:  # fmt: skip
-    """Record the per-style changes; with ``enforce`` (``retrain.per_style``), a challenger
+    """Record the per-style changes; with ``enforce`` (``retrain.enforce_per_style``), a challenger
     that ruins one style is kept even when its pooled figures improved."""
     decision.per_style = deltas
     worse = [(s, m) for s, rows in deltas.items() for m, r in rows.items() if r["worse"]]
@@ -225,7 +225,7 @@ def gate(config: Config, store: RunStore, trained: TrainResult | str,
         decision.missing_styles = list(champ_eval["settings"].get("missing_styles", []))
         deltas = per_style_deltas(challenger, champ_eval, r.gate, r.per_style_tolerance,
                                   HIGHER_IS_BETTER)  # fmt: skip
-        judge_per_style(decision, deltas, r.per_style, r.per_style_tolerance)
+        judge_per_style(decision, deltas, r.enforce_per_style, r.per_style_tolerance)
     if decision.action == "promoted" and not promote(
         store, config.model_name, version, expected=champ_version
     ):

@@ -28,10 +28,10 @@ from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import export_network, save_checkpoint
 from ganpipe.training.components import Networks
 from ganpipe.training.distributed import World
-from ganpipe.training.export import recalibrate_batchnorm, sample_grid, tensorboard_writer
 from ganpipe.training.mixed_precision import Precision
 from ganpipe.training.objective import GanObjective
 from ganpipe.training.rollback import RollbackPolicy
+from ganpipe.training.run_outputs import recalibrate_batchnorm, sample_grid, tensorboard_writer
 from ganpipe.training.steps import (
     NonFiniteLoss,
     Phase,
