@@ -83,7 +83,7 @@ def measure(size: int, name: str, count: int, repeats: int) -> dict:
                 part = jobs[start : start + RENDER_ROWS]
                 feeds = {
                     "z": torch.stack([latent(j.seed, 64) for j in part]).numpy(),
-                    "style": eye[[j.s_from for j in part]],
+                    "style": eye[[j.style_from.index for j in part]],
                     "truncation": np.ones(len(part), np.float32),
                 }
                 out.append(session.run(["images"], feeds)[0])

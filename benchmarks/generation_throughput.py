@@ -101,9 +101,9 @@ def profile(model: ModelRef, target: Path, per_style: int, batch: int) -> None:
     def forward() -> int:
         for start in range(0, len(jobs), batch):
             part = jobs[start : start + batch]
-            z = torch.stack([latent(j.z_from, generator.z_dim) for j in part])
+            z = torch.stack([latent(j.latent_from.seed, generator.z_dim) for j in part])
             with torch.no_grad():
-                to_pixels(generator(z, torch.tensor([j.s_from for j in part])))
+                to_pixels(generator(z, torch.tensor([j.style_from.index for j in part])))
         return len(jobs)
 
     threads = torch.get_num_threads()

@@ -433,3 +433,64 @@ def test_cli_interpolation_truncation_and_seeds(root, tmp_path):
     assert "Where: --seeds" in done.output and "Fix: give distinct whole numbers" in done.output
     done = runner.invoke(app, ["generate", "--between-styles", "style-1", "nope", *sets])
     assert done.exit_code == 1 and "Where: --between-styles" in done.output
+
+
+def test_each_mode_makes_jobs_that_name_where_their_latent_and_style_come_from(tmp_path):
+    """One class per mode, each with its own jobs; a job says where each end comes from
+    (``LatentFrom`` / ``StyleFrom``) instead of sentinel style indices."""
+    import numpy as np
+
+    from ganpipe.domain.latent_codes import ProjectedCode
+    from ganpipe.generation.plan import LatentFrom, StyleCode, StyleFrom, jobs_for
+    from ganpipe.generation.request import (
+        Around,
+        FromReference,
+        Interpolation,
+        RequestInputs,
+        Samples,
+    )
+
+    table = six_styles()
+    code = ProjectedCode("z", np.full(6, 1 / 6, np.float32), "demo/v-abc", z=np.zeros(8),
+                         info={"nearest_index": 2})  # fmt: skip
+    around = tmp_path / "code.npz"
+    around.write_bytes(code.to_bytes())
+    cases = {
+        "samples": (["generate.per_style=2", "generate.styles=[1, 4]"], Samples),
+        "reference": (["generate.reference=[REF]"], FromReference),
+        "interpolation": (["generate.interpolate={styles: [0, 5], frames: 3}"], Interpolation),
+        "around": ([f"generate.around={around}", "generate.spread=0.4"], Around),
+        "around frames": ([f"generate.around={around}",
+                           "generate.interpolate={styles: [5], seeds: [7], frames: 3}"], Around),
+    }  # fmt: skip
+    (tmp_path / "ref.bin").write_bytes(b"reference bytes")
+    seen = {}
+    for case, (sets, mode) in cases.items():
+        g = load_config(None, [s.replace("REF", str(tmp_path / "ref.bin")) for s in sets]).generate
+        request = BatchRequest.from_config(g, table, inputs=RequestInputs.read(g))
+        assert isinstance(request.mode, mode), case
+        assert BatchRequest.from_json(request.to_json()) == request, case
+        ref = StyleCode([1 / 6] * 6, [0.0], "style-3") if mode is FromReference else None
+        seen[case] = jobs_for(request, table, ref)
+    samples = seen["samples"]
+    assert [(j.style, j.seed, j.style_from.index) for j in samples] == [
+        ("style-1", 0, 1), ("style-1", 1, 1), ("style-4", 0, 4), ("style-4", 1, 4)]  # fmt: skip
+    assert all(j.latent_from.source is LatentFrom.SEED and j.one_style is not None
+               for j in samples)  # fmt: skip
+    assert {j.style_from.source for j in seen["reference"]} == {StyleFrom.REFERENCE}
+    assert {j.style for j in seen["reference"]} == {"style-3"}  # the nearest style names them
+    frames = seen["interpolation"]
+    assert [j.t for j in frames] == [0.0, 0.5, 1.0]
+    assert (frames[0].style_from.index, frames[0].style_to.index) == (0, 5)
+    assert all(j.one_style is None for j in frames)  # a blend of two styles
+    variations = seen["around"]
+    assert all(j.latent_from.source is LatentFrom.PROJECTED and j.t == 0.4 for j in variations)
+    assert {j.style for j in variations} == {"style-2"}  # the code's nearest style
+    to_style = seen["around frames"]
+    assert to_style[-1].style_to.index == 5 and to_style[-1].latent_to.seed == 7
+    assert to_style[0].style_from.source is StyleFrom.PROJECTED
+    # a request built without inputs reads the files itself, to the same request
+    g = load_config(None, cases["around"][0]).generate
+    assert BatchRequest.from_config(g, table) == BatchRequest.from_config(
+        g, table, inputs=RequestInputs.read(g)
+    )

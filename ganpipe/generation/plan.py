@@ -8,6 +8,7 @@ writes them. Both read the plan; the plan imports neither.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from ganpipe.store import layout
@@ -18,8 +19,45 @@ if TYPE_CHECKING:
     from ganpipe.domain.style_table import StyleTable
     from ganpipe.generation.request import BatchRequest
 
-REFERENCE = -1  # style index of jobs conditioned on the reference images' style code
-PROJECTED = -2  # latent and style index of jobs starting from a projected code (around)
+
+class LatentFrom(Enum):
+    """Where one end of a job's latent comes from."""
+
+    SEED = "seed"  # the latent of seed ``seed``
+    PROJECTED = "projected"  # the projected code (generate.around)
+
+
+class StyleFrom(Enum):
+    """Where one end of a job's conditioning comes from."""
+
+    STYLE = "style"  # one of the model's styles, by index
+    REFERENCE = "reference"  # the reference images' style code (generate.reference)
+    PROJECTED = "projected"  # the projected code's weights over the styles (generate.around)
+
+
+@dataclass(frozen=True)
+class LatentEnd:
+    source: LatentFrom
+    seed: int | None = None  # SEED only
+
+    @classmethod
+    def of(cls, seed: int) -> LatentEnd:
+        return cls(LatentFrom.SEED, seed)
+
+
+@dataclass(frozen=True)
+class StyleEnd:
+    source: StyleFrom
+    index: int | None = None  # STYLE only
+
+    @classmethod
+    def of(cls, index: int) -> StyleEnd:
+        return cls(StyleFrom.STYLE, index)
+
+
+PROJECTED_LATENT = LatentEnd(LatentFrom.PROJECTED)
+REFERENCE_STYLE = StyleEnd(StyleFrom.REFERENCE)
+PROJECTED_STYLE = StyleEnd(StyleFrom.PROJECTED)
 
 
 @dataclass
@@ -33,22 +71,30 @@ class StyleCode:
 
 @dataclass(frozen=True)
 class Job:
-    """One image. Its latent is the slerp from seed ``z_from``'s to ``z_to``'s at ``t``, its
-    conditioning the blend from style ``s_from`` to ``s_to`` (``REFERENCE``: the reference's
-    style code); the manifest records ``style`` and ``seed``."""
+    """One image. Its latent is the slerp from ``latent_from`` to ``latent_to`` at ``t``, its
+    conditioning the blend from ``style_from`` to ``style_to``; the manifest records ``style``
+    and ``seed``."""
 
     path: str  # relative to the batch folder
     style: str
     seed: int
-    z_from: int
-    z_to: int
-    s_from: int
-    s_to: int
+    latent_from: LatentEnd
+    latent_to: LatentEnd
+    style_from: StyleEnd
+    style_to: StyleEnd
     t: float = 0.0
 
     @classmethod
-    def plain(cls, path: str, style: str, seed: int, index: int) -> Job:
-        return cls(path, style, seed, seed, seed, index, index)
+    def plain(cls, path: str, style: str, seed: int, conditioning: StyleEnd) -> Job:
+        """Seed ``seed``'s latent, one conditioning: no blend."""
+        z = LatentEnd.of(seed)
+        return cls(path, style, seed, z, z, conditioning, conditioning)
+
+    @property
+    def one_style(self) -> int | None:
+        """The style index when the job is conditioned on one of the model's styles alone."""
+        same = self.style_from == self.style_to and self.style_from.source is StyleFrom.STYLE
+        return self.style_from.index if same else None
 
 
 @dataclass
@@ -88,48 +134,59 @@ class BatchPlan:
 
 
 def jobs_for(request: BatchRequest, table: StyleTable, code: StyleCode | None) -> list[Job]:
-    """The images of a request, in manifest order: the frames of an interpolation, the samples
-    in the reference's style, variations of a projected code, or each style's samples."""
-    fmt = request.format
-    if request.around:
-        return _around_jobs(request, table)
-    if request.interpolate is not None:
-        spec = request.interpolate
-        (a, b), (sa, sb), n = spec.styles, spec.seeds, spec.frames
-        ia, ib = table.names.index(a), table.names.index(b)
-        jobs = []
-        for i in range(n):
-            t = i / (n - 1)
-            style, seed = (a, sa) if t < 0.5 else (b, sb)  # the manifest names the nearer end
-            jobs.append(Job(f"images/frames/{i:04d}.{fmt}", style, seed, sa, sb, ia, ib, t))
-        return jobs
-    if code is not None:
+    """The images of a request, in manifest order, by its mode: each style's samples, the
+    samples in the reference's style, the frames of an interpolation, or variations of (or
+    frames from) a projected code."""
+    from ganpipe.generation.request import Around, FromReference, Interpolation, Samples
+
+    mode = request.mode
+    if isinstance(mode, Around):
+        return _around_jobs(request, mode, table)
+    if isinstance(mode, Interpolation):
+        return _interpolation_jobs(request, mode, table)
+    if isinstance(mode, FromReference):
         return [
-            Job.plain(f"images/reference/{s:08d}.{fmt}", code.nearest, s, REFERENCE)
+            Job.plain(f"images/reference/{s:08d}.{request.format}", code.nearest, s,
+                      REFERENCE_STYLE)
             for s in request.seeds_for(request.per_style)
-        ]
+        ]  # fmt: skip
+    assert isinstance(mode, Samples)
     return [
-        Job.plain(f"images/{name}/{s:08d}.{fmt}", name, s, table.names.index(name))
+        Job.plain(f"images/{name}/{s:08d}.{request.format}", name, s,
+                  StyleEnd.of(table.names.index(name)))
         for name in request.styles
         for s in request.seeds_for(request.count(name))
-    ]
+    ]  # fmt: skip
 
 
-def _around_jobs(request: BatchRequest, table: StyleTable) -> list[Job]:
+def _interpolation_jobs(request: BatchRequest, spec, table: StyleTable) -> list[Job]:
+    """Frames from (style, seed) to (style, seed); the manifest names the nearer end."""
+    (a, b), (sa, sb), n = spec.styles, spec.seeds, spec.frames
+    ends = StyleEnd.of(table.names.index(a)), StyleEnd.of(table.names.index(b))
+    jobs = []
+    for i in range(n):
+        t = i / (n - 1)
+        style, seed = (a, sa) if t < 0.5 else (b, sb)
+        jobs.append(Job(f"images/frames/{i:04d}.{request.format}", style, seed,
+                        LatentEnd.of(sa), LatentEnd.of(sb), *ends, t))  # fmt: skip
+    return jobs
+
+
+def _around_jobs(request: BatchRequest, mode, table: StyleTable) -> list[Job]:
     """A projected code's variations (seed ``s``: ``spread`` of the way from the code to
     ``s``'s sample in the code's styles), or frames from the code to a style and seed."""
     fmt, nearest = request.format, request.styles[0]
-    if request.interpolate is not None:
-        spec = request.interpolate
-        end, seed, n = spec.styles[1], spec.seeds[1], spec.frames
-        target = table.names.index(end)
+    if mode.frames is not None:
+        end, seed, n = mode.frames.styles[1], mode.frames.seeds[1], mode.frames.frames
+        target = StyleEnd.of(table.names.index(end))
         return [
             Job(f"images/frames/{i:04d}.{fmt}", nearest if i / (n - 1) < 0.5 else end, seed,
-                PROJECTED, seed, PROJECTED, target, i / (n - 1))
+                PROJECTED_LATENT, LatentEnd.of(seed), PROJECTED_STYLE, target, i / (n - 1))
             for i in range(n)
         ]  # fmt: skip
-    spread = float(request.spread or 0.0)
+    spread = float(mode.spread or 0.0)
     return [
-        Job(f"images/around/{s:08d}.{fmt}", nearest, s, PROJECTED, s, PROJECTED, PROJECTED, spread)
+        Job(f"images/around/{s:08d}.{fmt}", nearest, s, PROJECTED_LATENT, LatentEnd.of(s),
+            PROJECTED_STYLE, PROJECTED_STYLE, spread)
         for s in request.seeds_for(request.per_style)
-    ]
+    ]  # fmt: skip

@@ -18,8 +18,7 @@ from ganpipe.config import Config
 from ganpipe.data.dataset import load_dataset, to_pixels
 from ganpipe.domain.style_table import StyleTable
 from ganpipe.errors import ConfigError
-from ganpipe.generation.plan import PROJECTED, REFERENCE, BatchPlan, Job, StyleCode
-from ganpipe.generation.request import reference_bytes
+from ganpipe.generation.plan import BatchPlan, Job, StyleCode, StyleEnd, StyleFrom
 from ganpipe.registry import Registry
 from ganpipe.store import RunStore
 from ganpipe.style_encoders import embed, encoder_for
@@ -110,15 +109,14 @@ def soft_weights(table: StyleTable, embedding: torch.Tensor, temperature: float)
     return torch.softmax(-distances / (centroid_spread(table) * temperature), dim=0)
 
 
-def reference_code(
-    config: Config, store: RunStore, registry: Registry, meta: dict, table: StyleTable
-) -> StyleCode:
-    """The style of the reference images, as the model's style encoder sees it: their mean
-    embedding, and soft weights over the styles from its distances to the style centroids
-    (``soft_weights``)."""
+def reference_code(config: Config, store: RunStore, registry: Registry, meta: dict,
+                   table: StyleTable, images: tuple[bytes, ...]) -> StyleCode:  # fmt: skip
+    """The style of the reference images (``images``: the bytes of ``generate.reference``), as
+    the model's style encoder sees it: their mean embedding, and soft weights over the styles
+    from its distances to the style centroids (``soft_weights``)."""
     g = config.generate
     what, where = "the reference image", "generate.reference"
-    pixels = decode_for_model(config, meta, g.reference, reference_bytes(g.reference), where, what)
+    pixels = decode_for_model(config, meta, g.reference, list(images), where, what)
     encoder = model_encoder(config, store, registry, meta, table)
     embedding = embed(encoder, pixels).mean(0)
     weights = soft_weights(table, embedding, g.reference_temperature)
@@ -176,7 +174,7 @@ class Renderer:
         if not self.mapped and self.psi != 1.0:
             z = z * self.psi  # no mapping network: truncate toward the latent mean, 0
         if not self.conditioned:
-            return self.g(z, torch.tensor([j.s_from for j in jobs]))
+            return self.g(z, torch.tensor([j.style_from.index for j in jobs]))
         weights = self._weights(jobs)
         cond = self._condition(jobs, weights)
         if not self.mapped:
@@ -201,17 +199,17 @@ class Renderer:
         return torch.stack([w if level < cut else w2 for level in range(self.g.num_levels)], 1)
 
     def _from_projected(self, jobs: list[Job]) -> torch.Tensor:
-        """Each job ``t`` of the way from the projected code to seed ``z_to``'s code in style
-        ``s_to`` (``PROJECTED``: the code's styles): slerp in z, or lerp of every level's w
-        (the projection's noise fading out along the way)."""
+        """Each job ``t`` of the way from the projected code to its ``latent_to`` seed's code
+        conditioned on ``style_to`` (the code's own styles, or a style): slerp in z, or lerp of
+        every level's w (the projection's noise fading out along the way)."""
         code, z_dim = self.projected, self.g.z_dim
         t = torch.tensor([j.t for j in jobs])
-        ends = torch.stack([latent(j.z_to, z_dim) for j in jobs])
+        ends = torch.stack([latent(j.latent_to.seed, z_dim) for j in jobs])
         if not self.mapped:
             z = torch.stack([slerp(code.z, end, j.t) for end, j in zip(ends, jobs)])
             z = z * self.psi if self.psi != 1.0 else z
             return self.g.render(z, self.g.condition(self._weights(jobs)))
-        end_weights = self._weights([replace(j, s_from=j.s_to, t=0.0) for j in jobs])
+        end_weights = self._weights([replace(j, style_from=j.style_to, t=0.0) for j in jobs])
         end_cond = self.g.condition(end_weights)
         w_end = self._truncate(self.g.map_latent(ends, end_cond), end_weights)
         levels = code.w.shape[0]
@@ -227,9 +225,10 @@ class Renderer:
 
     @staticmethod
     def _latent(job: Job, z_dim: int) -> torch.Tensor:
-        if job.z_from == job.z_to:
-            return latent(job.z_from, z_dim)
-        return slerp(latent(job.z_from, z_dim), latent(job.z_to, z_dim), job.t)
+        start, end = job.latent_from.seed, job.latent_to.seed
+        if start == end:
+            return latent(start, z_dim)
+        return slerp(latent(start, z_dim), latent(end, z_dim), job.t)
 
     def _onehot(self, index: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(index, self.num_styles).float()
@@ -237,18 +236,21 @@ class Renderer:
     def _weights(self, jobs: list[Job]) -> torch.Tensor:
         """Each job's weights over the styles (N, S): one-hot for a plain style."""
 
-        def weights(index: int) -> torch.Tensor:
-            if index == REFERENCE:
+        def weights(end: StyleEnd) -> torch.Tensor:
+            if end.source is StyleFrom.REFERENCE:
                 return torch.tensor(self.code.weights)
-            if index == PROJECTED:
+            if end.source is StyleFrom.PROJECTED:
                 return self.projected.style
-            return self._onehot(torch.tensor(index))
+            return self._onehot(torch.tensor(end.index))
 
-        return torch.stack([torch.lerp(weights(j.s_from), weights(j.s_to), j.t) for j in jobs])
+        return torch.stack(
+            [torch.lerp(weights(j.style_from), weights(j.style_to), j.t) for j in jobs]
+        )
 
     def _condition(self, jobs: list[Job], weights: torch.Tensor) -> torch.Tensor:
-        if all(j.s_from == j.s_to >= 0 for j in jobs):  # one style each: by index
-            return self.g.condition(torch.tensor([j.s_from for j in jobs]))
+        indices = [j.one_style for j in jobs]
+        if None not in indices:  # one style each: by index
+            return self.g.condition(torch.tensor(indices))
         embedding = None if self.embedding is None else self.embedding.expand(len(jobs), -1)
         return self.g.condition(weights, embedding)
 
@@ -297,7 +299,7 @@ def check_support(generator: torch.nn.Module, plan: BatchPlan) -> None:
 
 
 def _check_blending(generator: torch.nn.Module, plan: BatchPlan, name: str) -> None:
-    spec = plan.request.interpolate
+    spec = plan.request.interpolation
     blends = plan.reference is not None or (spec is not None and len(set(spec.styles)) > 1)
     if blends and not _has(generator, "condition", "render"):
         option = "generate.reference" if plan.reference else "generate.interpolate.styles"

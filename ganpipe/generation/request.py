@@ -35,6 +35,29 @@ class Mixing:
 
 
 @dataclass(frozen=True)
+class Samples:
+    """Each style's samples: ``per_style`` each, or the style's count (a count of 0 leaves a
+    style out)."""
+
+    counts: tuple[tuple[str, int], ...] | None = None  # (style, samples), overriding per_style
+
+    def identity(self) -> dict[str, Any]:
+        return {} if self.counts is None else {"counts": dict(self.counts)}
+
+
+@dataclass(frozen=True)
+class FromReference:
+    """Samples in the style of reference images: the blend of the model's styles their style
+    code is nearest, at ``temperature``."""
+
+    images: tuple[str, ...]  # SHA-256 of each reference image
+    temperature: float | None
+
+    def identity(self) -> dict[str, Any]:
+        return {"reference": list(self.images), "reference_temperature": self.temperature}
+
+
+@dataclass(frozen=True)
 class Interpolation:
     """Frames from (style, seed) ``styles[0], seeds[0]`` to ``styles[1], seeds[1]``."""
 
@@ -43,12 +66,47 @@ class Interpolation:
     frames: int
     frame_ms: int
 
+    def identity(self) -> dict[str, Any]:
+        return {"interpolate": {"styles": list(self.styles), "seeds": list(self.seeds),
+                                "frames": self.frames, "frame_ms": self.frame_ms}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Around:
+    """Variations of a projected code (seed ``s``: ``spread`` of the way toward ``s``'s sample
+    in the code's styles), or, with ``frames``, frames from the code to a style and seed."""
+
+    code: str  # SHA-256 of the code.npz
+    spread: float | None
+    frames: Interpolation | None = None
+
+    def identity(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"around": self.code, "spread": self.spread}
+        return data | (self.frames.identity() if self.frames else {})
+
+
+Mode = Samples | FromReference | Interpolation | Around
+
+
+@dataclass(frozen=True)
+class RequestInputs:
+    """The files a request names, read once by the caller (the generate stage), so that
+    building a request reads nothing: the reference images and the projected code."""
+
+    reference: tuple[bytes, ...] = ()
+    around: bytes | None = None
+
+    @classmethod
+    def read(cls, g: GenerateConfig) -> RequestInputs:
+        return cls(tuple(reference_bytes(g.reference)) if g.reference else (),
+                   around_bytes(g.around) if g.around else None)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """A batch: which styles and seeds, encoded how, with which controls. Exactly one of
-    ``reference`` (SHA-256 of the reference images), ``interpolate`` and plain styles (with
-    ``counts``) decides the images."""
+    """A batch: which styles and seeds, encoded how, with which controls, and its ``mode``
+    (``Samples``, ``FromReference``, ``Interpolation`` or ``Around``), which decides the
+    images (``ganpipe.generation.plan`` turns each mode into its jobs)."""
 
     styles: tuple[str, ...]
     per_style: int
@@ -59,21 +117,16 @@ class BatchRequest:
     seeds: tuple[int, ...] | None = None  # explicit seeds for every style, instead of seed + i
     truncation: float = 1.0
     mixing: Mixing | None = None
-    reference: tuple[str, ...] = ()
-    reference_temperature: float | None = None  # set with ``reference`` only
-    interpolate: Interpolation | None = None
-    counts: tuple[tuple[str, int], ...] | None = None  # (style, samples), overriding per_style
-    around: str | None = None  # SHA-256 of a projected code: variations of (or frames from) it
-    spread: float | None = None  # set with ``around`` only
+    mode: Mode = Samples()
 
     # 1. From the config -------------------------------------------------------------------
 
     @classmethod
-    def from_config(
-        cls, g: GenerateConfig, table: StyleTable, styles: list[str] | None = None
-    ) -> BatchRequest:
+    def from_config(cls, g: GenerateConfig, table: StyleTable, styles: list[str] | None = None,
+                    inputs: RequestInputs | None = None) -> BatchRequest:  # fmt: skip
         """The request ``generate`` config ``g`` makes of a model with style table ``table``;
-        ``styles`` (from ``--style``) replaces ``generate.styles``. Errors name the key."""
+        ``styles`` (from ``--style``) replaces ``generate.styles``; ``inputs``: the files the
+        config names (``RequestInputs.read(g)``), read when not given. Errors name the key."""
         where = "--style" if styles else "generate.styles"
         refs = styles or g.styles
         wanted = tuple(dict.fromkeys(_style_name(table, s, where) for s in refs))
@@ -89,43 +142,19 @@ class BatchRequest:
             truncation=g.truncation,
             mixing=_mixing(g, table),
         )
+        _check_combinations(g)
+        if (g.around or g.reference) and inputs is None:
+            inputs = RequestInputs.read(g)
         if g.around:
-            if g.reference:
-                raise ConfigError(
-                    "generate.around and generate.reference cannot be combined",
-                    where="generate.around",
-                    fix="vary the projected code, or generate in the reference's style",
-                )
-            from ganpipe.domain.latent_codes import ProjectedCode
-
-            data = around_bytes(g.around)
-            code = ProjectedCode.from_bytes(data, "generate.around")
-            nearest = table.names[min(code.nearest, len(table.names) - 1)]
-            request = replace(request, styles=(nearest,), around=sha256_bytes(data),
-                              spread=g.spread, counts=None)  # fmt: skip
-            if g.interpolate is not None:  # frames from the code to a style and seed
-                spec = g.interpolate
-                end = spec.styles[-1] if spec.styles else nearest
-                end = _style_name(table, end, "generate.interpolate.styles")
-                seed = spec.seeds[-1] if spec.seeds else g.seed
-                frames = Interpolation((nearest, end), (seed, seed), spec.frames, spec.frame_ms)
-                styles = tuple(dict.fromkeys((nearest, end)))
-                return replace(request, styles=styles, interpolate=frames)
-            return request
+            return _around(request, g, table, inputs.around)
         if g.reference:
-            if g.interpolate is not None:
-                raise ConfigError(
-                    "generate.reference and generate.interpolate cannot be combined",
-                    where="generate.reference",
-                    fix="make one batch from the reference images and another interpolation",
-                )
-            hashes = tuple(sha256_bytes(b) for b in reference_bytes(g.reference))
-            temperature = g.reference_temperature
-            return replace(request, styles=(), reference=hashes, reference_temperature=temperature)
+            hashes = tuple(sha256_bytes(b) for b in inputs.reference)
+            mode = FromReference(hashes, g.reference_temperature)
+            return replace(request, styles=(), mode=mode)
         if g.interpolate is not None:
             spec = _interpolation(g, table, wanted[0])
-            return replace(request, styles=tuple(dict.fromkeys(spec.styles)), interpolate=spec)
-        return replace(request, counts=_counts(g, table, wanted))
+            return replace(request, styles=tuple(dict.fromkeys(spec.styles)), mode=spec)
+        return replace(request, mode=Samples(_counts(g, table, wanted)))
 
     # 2. Identity and the batch id ---------------------------------------------------------
 
@@ -148,23 +177,7 @@ class BatchRequest:
         if self.mixing is not None:
             m = self.mixing
             data["mixing"] = {"style": m.style, "seed": m.seed, "crossover": m.crossover}
-        if self.around:
-            data["around"] = self.around
-            data["spread"] = self.spread
-        if self.reference:
-            data["reference"] = list(self.reference)
-            data["reference_temperature"] = self.reference_temperature
-        elif self.interpolate is not None:
-            spec = self.interpolate
-            data["interpolate"] = {
-                "styles": list(spec.styles),
-                "seeds": list(spec.seeds),
-                "frames": spec.frames,
-                "frame_ms": spec.frame_ms,
-            }
-        elif self.counts is not None:
-            data["counts"] = dict(self.counts)
-        return data
+        return data | self.mode.identity()
 
     def batch_id(self, model_meta: dict) -> str:
         """``<model>-<version>-<hash of identity()>``: a folder name, the same in every run."""
@@ -188,28 +201,81 @@ class BatchRequest:
     def from_json(cls, data: dict[str, Any]) -> BatchRequest:
         """The request a ``request.json`` (or an ``identity()``) describes."""
         known = {k: v for k, v in data.items() if k not in _DESCRIPTIVE}
-        mixing, spec, counts = known.pop("mixing", None), known.pop("interpolate", None), None
-        if "counts" in known:
-            counts = tuple(known.pop("counts").items())
+        mixing = known.pop("mixing", None)
+        common = {k: known[k] for k in ("per_style", "seed", "format", "quality", "png_level",
+                                        "truncation") if k in known}  # fmt: skip
         return cls(
-            **{k: v for k, v in known.items() if k not in ("styles", "seeds", "reference")},
+            **common,
             styles=tuple(known["styles"]),
             seeds=None if known.get("seeds") is None else tuple(known["seeds"]),
-            reference=tuple(known.get("reference", ())),
             mixing=None if mixing is None else Mixing(**mixing),
-            interpolate=None if spec is None else _interpolation_from_json(spec),
-            counts=counts,
+            mode=_mode_from_json(known),
         )
 
     # 4. What the jobs read ----------------------------------------------------------------
 
+    @property
+    def interpolation(self) -> Interpolation | None:
+        """The frames this batch is made of (an interpolation, or one from a projected code):
+        what gets a strip and an animation."""
+        if isinstance(self.mode, Interpolation):
+            return self.mode
+        return self.mode.frames if isinstance(self.mode, Around) else None
+
     def count(self, style: str) -> int:
         """Samples of ``style``: its count if one was given, else ``per_style``."""
-        return dict(self.counts or ()).get(style, self.per_style)
+        counts = self.mode.counts if isinstance(self.mode, Samples) else None
+        return dict(counts or ()).get(style, self.per_style)
 
     def seeds_for(self, n: int) -> list[int]:
         """The seeds of ``n`` samples: the explicit seeds, or ``seed, seed + 1, ...``."""
         return list(self.seeds) if self.seeds else list(range(self.seed, self.seed + n))
+
+
+def _check_combinations(g: GenerateConfig) -> None:
+    if g.around and g.reference:
+        raise ConfigError(
+            "generate.around and generate.reference cannot be combined",
+            where="generate.around",
+            fix="vary the projected code, or generate in the reference's style",
+        )
+    if g.reference and g.interpolate is not None:
+        raise ConfigError(
+            "generate.reference and generate.interpolate cannot be combined",
+            where="generate.reference",
+            fix="make one batch from the reference images and another interpolation",
+        )
+
+
+def _around(request: BatchRequest, g: GenerateConfig, table: StyleTable,
+            data: bytes) -> BatchRequest:  # fmt: skip
+    """Variations of the projected code in ``data`` (or frames from it to a style and seed)."""
+    from ganpipe.domain.latent_codes import ProjectedCode
+
+    code = ProjectedCode.from_bytes(data, "generate.around")
+    nearest = table.names[min(code.nearest, len(table.names) - 1)]
+    mode = Around(sha256_bytes(data), g.spread)
+    if g.interpolate is None:
+        return replace(request, styles=(nearest,), mode=mode)
+    spec = g.interpolate
+    end = _style_name(table, spec.styles[-1] if spec.styles else nearest,
+                      "generate.interpolate.styles")  # fmt: skip
+    seed = spec.seeds[-1] if spec.seeds else g.seed
+    frames = Interpolation((nearest, end), (seed, seed), spec.frames, spec.frame_ms)
+    return replace(request, styles=tuple(dict.fromkeys((nearest, end))),
+                   mode=replace(mode, frames=frames))  # fmt: skip
+
+
+def _mode_from_json(known: dict[str, Any]) -> Mode:
+    spec = known.get("interpolate")
+    frames = None if spec is None else _interpolation_from_json(spec)
+    if "around" in known:
+        return Around(known["around"], known.get("spread"), frames)
+    if "reference" in known:
+        return FromReference(tuple(known["reference"]), known.get("reference_temperature"))
+    if frames is not None:
+        return frames
+    return Samples(None if "counts" not in known else tuple(known["counts"].items()))
 
 
 def reference_bytes(uris: list[str]) -> list[bytes]:

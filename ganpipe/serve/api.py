@@ -288,7 +288,7 @@ def render_one(config: Config, store: RunStore, model: ModelRef, t: float,
     from ganpipe.stages.generate import plan_batch
 
     plan = plan_batch(config, store, model=model)
-    job = plan.jobs[0] if plan.request.interpolate is None else replace(plan.jobs[0], t=t)
+    job = plan.jobs[0] if plan.request.interpolation is None else replace(plan.jobs[0], t=t)
     (pixels,) = _render(plan, config, [job], renders)
     return encode(pixels, "png", plan.request.quality, plan.request.png_level)
 

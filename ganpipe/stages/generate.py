@@ -28,7 +28,13 @@ from ganpipe.errors import ConfigError, StoreError
 from ganpipe.generation.chunks import ChunkResult, existing_images, lazy_renderer, produce
 from ganpipe.generation.plan import BatchPlan, jobs_for
 from ganpipe.generation.render import reference_code
-from ganpipe.generation.request import BatchRequest, Interpolation, around_bytes
+from ganpipe.generation.request import (
+    Around,
+    BatchRequest,
+    FromReference,
+    Interpolation,
+    RequestInputs,
+)
 from ganpipe.progress import step
 from ganpipe.registry import Registry, load_registry
 from ganpipe.store import RunStore, layout
@@ -93,13 +99,16 @@ def plan_batch(
     model = model or current_model(config, store)
     meta = generator_meta(model)
     table = StyleTable.from_json(meta["styles"])
-    # 2. The request, and the reference images' style code if it has some
-    request = BatchRequest.from_config(config.generate, table, styles)
+    # 2. The request (the files it names read once, here), the reference images' style code
+    # or the projected code if it has one
+    inputs = RequestInputs.read(config.generate)
+    request = BatchRequest.from_config(config.generate, table, styles, inputs)
     code = projected = None
-    if request.reference:
-        code = reference_code(config, store, registry or load_registry(config), meta, table)
-    if request.around:
-        projected = projected_code(config.generate.around, meta, table)
+    if isinstance(request.mode, FromReference):
+        registry = registry or load_registry(config)
+        code = reference_code(config, store, registry, meta, table, inputs.reference)
+    if isinstance(request.mode, Around):
+        projected = projected_code(inputs.around, meta, table)
     # 3. The images, one job each
     jobs = jobs_for(request, table, code)
     if not jobs:
@@ -114,11 +123,12 @@ def plan_batch(
     return BatchPlan(model, meta, table, request, batch_id, folder, jobs, size, code, projected)
 
 
-def projected_code(uri: str, meta: dict, table: StyleTable):
-    """The code ``generate.around`` names, checked against the model it is to be used with."""
+def projected_code(data: bytes, meta: dict, table: StyleTable):
+    """The code ``generate.around`` names (its bytes), checked against the model it is to be
+    used with."""
     from ganpipe.domain.latent_codes import ProjectedCode, check_fits
 
-    code = ProjectedCode.from_bytes(around_bytes(uri), "generate.around")
+    code = ProjectedCode.from_bytes(data, "generate.around")
     check_fits(code, meta, len(table.names), "generate.around")
     return code
 
@@ -227,10 +237,12 @@ def assemble_batch(
         written=written,
         chunks=plan.num_chunks,
     )
-    if plan.request.interpolate is not None:
+    if plan.request.interpolation is not None:
         result.strip, result.animation = out.uri(files.strip), out.uri(files.animation)
         if written or not out.exists(files.animation):
-            _write_strip_and_animation(out, plan.folder, manifest["path"], plan.request.interpolate)
+            _write_strip_and_animation(
+                out, plan.folder, manifest["path"], plan.request.interpolation
+            )
     same = (
         not written
         and out.exists(files.manifest)
