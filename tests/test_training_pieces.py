@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ganpipe.errors import PluginError
+from ganpipe.errors import ConfigError, PluginError
 from ganpipe.registry import load_registry
 from ganpipe.training.distributed import World
 from ganpipe.training.objective import GanObjective
@@ -139,3 +139,51 @@ def test_an_augmentation_that_raises_is_named(registry):
 
 def test_resume_never_finds_nothing():
     assert find_resume_point(None, "models/x/checkpoints", "never", "fp") is None
+
+
+def test_the_optimiser_comes_from_the_config():
+    from ganpipe.config import load_config
+    from ganpipe.training.optimizers import make_optimizer
+
+    net = torch.nn.Linear(3, 2)
+    adam = make_optimizer(load_config(None).train, net.parameters(), 1e-3)
+    assert type(adam) is torch.optim.Adam and adam.defaults["betas"] == (0.5, 0.99)
+    t = load_config(None, ["train.optimizer=adamw", "train.optimizer_options={weight_decay: 0.05}",
+                           "train.betas=[0.0, 0.9]"]).train  # fmt: skip
+    adamw = make_optimizer(t, net.parameters(), 1e-3)
+    assert type(adamw) is torch.optim.AdamW
+    assert adamw.defaults["weight_decay"] == 0.05 and adamw.defaults["betas"] == (0.0, 0.9)
+    bad = load_config(None, ["train.optimizer_options={momentum: 0.9}"]).train
+    with pytest.raises(ConfigError, match="adam does not take these options") as err:
+        make_optimizer(bad, net.parameters(), 1e-3)
+    assert err.value.where == "train.optimizer_options"
+
+
+def test_observers_run_at_their_intervals_in_the_resume_contract_order():
+    """Metrics before checkpoints (a checkpoint holds the rows logged up to its step); the last
+    step is logged but left to the loop's end to checkpoint; samples on rank 0 only."""
+    from types import SimpleNamespace
+
+    from ganpipe.config import load_config
+    from ganpipe.training.observers import default_observers
+
+    t = load_config(None, ["train.steps=10", "train.log_every=4", "train.checkpoint_every=5",
+                           "train.sample_every=3"]).train  # fmt: skip
+    calls = []
+    trainer = SimpleNamespace(
+        world=SimpleNamespace(is_main=True),
+        log_metrics=lambda step, losses: calls.append(("metrics", step)),
+        checkpoint=lambda step: calls.append(("checkpoint", step)),
+        sample=lambda step: calls.append(("sample", step)),
+    )
+    observers = default_observers(t)
+    for step_no in range(1, 11):
+        for observer in observers:
+            observer.after_step(trainer, step_no, None)
+    assert calls == [("sample", 3), ("metrics", 4), ("checkpoint", 5), ("sample", 6),
+                     ("metrics", 8), ("sample", 9), ("metrics", 10)]  # fmt: skip
+    trainer.world.is_main = False
+    calls.clear()
+    for observer in observers:
+        observer.after_step(trainer, 6, None)
+    assert calls == []  # not a metrics, checkpoint... step for others; no samples off rank 0

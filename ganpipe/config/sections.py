@@ -202,7 +202,10 @@ class TrainConfig(Section):
     data_memory_mb: float = Field(2048, gt=0)  # training pixels held in memory; beyond, stream
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.99)  # Adam's; each in [0, 1)
+    betas: tuple[float, float] = (0.5, 0.99)  # the optimiser's; each in [0, 1)
+    # adam | adamw (decoupled weight decay); options besides lr and betas, e.g. weight_decay
+    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer_options: dict[str, float] = Field(default_factory=dict)
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)  # 0 disables the EMA generator
     # EMA warm-up, min(ema_decay, (1 + step) / (10 + step)); auto: on for warm starts only
     ema_rampup: bool | Literal["auto"] = "auto"

@@ -73,6 +73,8 @@ def model_version(config: Config, dataset_fp: str, styles_hash: str,
     """``init``: the resolved start (``warm_start.resolve_init``); a scratch start adds
     nothing, so versions trained from scratch keep the names they always had."""
     train = config.train.model_dump(mode="json", exclude=set(_NOT_IN_VERSION))
+    if train["optimizer"] == "adam" and not train["optimizer_options"]:
+        del train["optimizer"], train["optimizer_options"]  # the default: versions keep names
     model = config.model.model_dump(mode="json", exclude={"name"})
     identity = {
         "dataset": dataset_fp,

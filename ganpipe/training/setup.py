@@ -64,10 +64,10 @@ def build_trainer(
         config, registry, lambda: styles_context(registry, data.dataset, data.table, size, device)
     )
     placement = Placement(world, device, precision)
-    trainer = Trainer(config, store, registry, data, version, files, placement, reals, nets,
-                      objective)  # fmt: skip
     warm = start is not None and not start.is_scratch
-    trainer.ema_rampup = warm if t.ema_rampup == "auto" else t.ema_rampup
+    rampup = warm if t.ema_rampup == "auto" else t.ema_rampup
+    trainer = Trainer(config, store, registry, data, version, files, placement, reals, nets,
+                      objective, ema_rampup=rampup)  # fmt: skip
     point = find_resume_point(store, files.checkpoints, t.resume, data.dataset.fingerprint)
     if point is not None:
         log.info("resuming from step %d of %s", point[0], version)

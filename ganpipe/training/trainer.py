@@ -30,6 +30,8 @@ from ganpipe.training.components import Networks
 from ganpipe.training.distributed import World
 from ganpipe.training.mixed_precision import Precision
 from ganpipe.training.objective import GanObjective
+from ganpipe.training.observers import Observer, default_observers
+from ganpipe.training.optimizers import make_optimizer
 from ganpipe.training.rollback import RollbackPolicy
 from ganpipe.training.run_outputs import recalibrate_batchnorm, sample_grid, tensorboard_writer
 from ganpipe.training.steps import (
@@ -80,19 +82,24 @@ class Trainer:
 
     def __init__(self, config: Config, store: RunStore, registry: Registry, data: TrainingData,
                  version: str, files: layout.ModelFiles, placement: Placement,
-                 reals: TrainingImages, nets: Networks, objective: GanObjective):  # fmt: skip
+                 reals: TrainingImages, nets: Networks, objective: GanObjective,
+                 ema_rampup: bool = False,
+                 observers: list[Observer] | None = None):  # fmt: skip
+        """``ema_rampup``: warm the EMA up (``train.ema_rampup``, settled by ``build_trainer``);
+        ``observers``: what runs after each step (default: metrics, checkpoints, samples)."""
         t = config.train
         self.config, self.store, self.registry = config, store, registry
         self.data, self.version, self.files = data, version, files
         self.world, self.device = placement.world, placement.device
         self.precision = placement.precision
         self.reals, self.nets, self.objective = reals, nets, objective
-        self.ema_rampup = config.train.ema_rampup is True  # build_trainer settles "auto"
+        self.ema_rampup = ema_rampup
+        self.observers = default_observers(t) if observers is None else observers
         self.num_styles = len(data.table.names)
         self.batch = min(t.batch_size, len(reals))
         G, D = nets.G, nets.D
-        opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
-        opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        opt_g = make_optimizer(t, G.parameters(), t.lr_g)
+        opt_d = make_optimizer(t, D.parameters(), t.lr_d)
         self.g_phase = Phase("generator", G, opt_g, self.precision.scaler(), t.lr_g)
         self.d_phase = Phase("discriminator", D, opt_d, self.precision.scaler(), t.lr_d)
         # Batches, latents and augmentations; each rank draws its own (rank 0 as a single process).
@@ -230,7 +237,8 @@ class Trainer:
                 decay = ema_decay_at(self.config.train.ema_decay, step_no, self.ema_rampup)
                 update_ema(self.nets.ema, self.nets.G, decay)
             advance(1)
-            self._after_step(step_no, losses)
+            for observer in self.observers:
+                observer.after_step(self, step_no, losses)
             if self._out_of_time(step_no):
                 return step_no, True
         return step_no, False
@@ -294,16 +302,6 @@ class Trainer:
     def _scale_learning_rates(self) -> None:
         for phase in (self.g_phase, self.d_phase):
             phase.scale_learning_rate(self.lr_scale)
-
-    def _after_step(self, step_no: int, losses: StepLosses) -> None:
-        """Metrics, checkpoints and sample grids, each when its interval comes round."""
-        t = self.config.train
-        if step_no % t.log_every == 0 or step_no == t.steps:
-            self.log_metrics(step_no, losses)
-        if step_no % t.checkpoint_every == 0 and step_no < t.steps:
-            self.checkpoint(step_no)
-        if self.world.is_main and t.sample_every and step_no % t.sample_every == 0:
-            self.sample(step_no)
 
     def _out_of_time(self, step_no: int) -> bool:
         """Whether train.max_minutes has passed, decided on every rank together."""
