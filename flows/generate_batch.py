@@ -16,7 +16,7 @@ from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.pipeline import IO_RETRIES, _open, _validate, secret_safe_flow
+from flows.pipeline import IO_RETRIES, open_run, secret_safe_flow, validated_config
 from ganpipe.config import Config, validate_config
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def generate_chunk_task(
 ) -> ChunkResult:
     from ganpipe.stages.generate import generate_chunk
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     ref, target = _model_and_out(cfg, store, model, out)
     return generate_chunk(cfg, store, index, registry, model=ref, out=target)
 
@@ -54,7 +54,7 @@ def assemble_task(
 ) -> GenerateResult:
     from ganpipe.stages.generate import assemble_batch
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     ref, target = _model_and_out(cfg, store, model, out)
     return assemble_batch(cfg, store, registry, model=ref, out=target, written=written)
 
@@ -67,7 +67,7 @@ def filter_batch_task(
     from ganpipe.stages.filter import filter_batch
     from ganpipe.store import layout
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     ref, target = _model_and_out(cfg, store, model, out)
     folder = layout.batch_dir(batch_id)
     return filter_batch(cfg, store, folder, ref, registry, out=target)
@@ -80,7 +80,7 @@ def report_batch_task(
     from ganpipe.stages.report import report
     from ganpipe.store import layout
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     ref, target = _model_and_out(cfg, store, model, out)
     return report(cfg, store, layout.batch_dir(batch_id), ref, registry, out=target)
 
@@ -130,7 +130,7 @@ def generate_batch(
     ``generate.per_style``; give a style 0 to leave it out); ``filters``: quality filters
     (default ``filter.filters``); ``out``: store URI for the batch (default: the run store).
     Returns the batch's id, URI, counts and report URI."""
-    cfg = _validate(config)
+    cfg = validated_config(config)
     params = cfg.model_dump(mode="json")
     if counts is not None:
         params["generate"]["counts"] = {**params["generate"]["counts"], **counts}

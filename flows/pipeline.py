@@ -81,12 +81,13 @@ for _name in ("prefect.task_runs", "prefect.flow_runs"):
     logging.getLogger(_name).addFilter(_UserErrorsWithoutTraceback())
 
 
-def _open(config: dict[str, Any]) -> tuple[Config, RunStore, Any]:
-    cfg = _validate(config)
+def open_run(config: dict[str, Any]) -> tuple[Config, RunStore, Any]:
+    """What every task starts from: the validated config, its run store, its plugins."""
+    cfg = validated_config(config)
     return cfg, RunStore.from_config(cfg), load_registry(cfg)
 
 
-def _validate(config: dict[str, Any]) -> Config:
+def validated_config(config: dict[str, Any]) -> Config:
     """The flow's config; a secret that arrives masked (a run started from a deployment or the
     UI gets the parameters as Prefect stored them) is a clear error, not a failed login."""
     masked = masked_secrets(config)
@@ -106,7 +107,7 @@ def ingest_task(config: dict[str, Any]) -> IngestResult:
     from ganpipe.stages.ingest import ingest
 
     with progress_artifacts():
-        result = ingest(*_open(config))
+        result = ingest(*open_run(config))
     get_run_logger().info(
         "dataset %s/%s: %d accepted, %d rejected",
         result.name,
@@ -122,7 +123,7 @@ def styles_task(config: dict[str, Any], ingested: IngestResult) -> StylesResult:
     from ganpipe.stages.styles import styles
 
     with progress_artifacts():
-        result = styles(*_open(config))
+        result = styles(*open_run(config))
     get_run_logger().info("%d styles: %s", len(result.names), ", ".join(result.names))
     return result
 
@@ -133,7 +134,7 @@ def train_task(config: dict[str, Any], styled: StylesResult, promote: bool = Tru
     from ganpipe.domain.model_pointers import promote as make_current
     from ganpipe.stages.train import train
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     with progress_artifacts():
         result = train(cfg, store, registry)
     if promote:
@@ -162,7 +163,7 @@ def _trained_model(store: RunStore, trained: TrainResult):
 def generate_task(config: dict[str, Any], trained: TrainResult) -> GenerateResult:
     from ganpipe.stages.generate import generate
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     with progress_artifacts():
         return generate(cfg, store, registry, model=_trained_model(store, trained))
 
@@ -174,7 +175,7 @@ def filter_task(
     from ganpipe.stages.filter import filter_batch
     from ganpipe.store import layout
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     folder = layout.batch_dir(generated.batch_id)
     with progress_artifacts():
         return filter_batch(cfg, store, folder, _trained_model(store, trained), registry)
@@ -187,7 +188,7 @@ def report_task(
     from ganpipe.stages.report import report
     from ganpipe.store import layout
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     folder = layout.batch_dir(filtered.batch_id)
     return report(cfg, store, folder, _trained_model(store, trained), registry)
 
@@ -224,7 +225,7 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     ``dataset_fingerprint``, ``model_uri``, ``batch_uri``, ``report_uri``, ``metrics``,
     ``counts``. A stage whose inputs and config are unchanged since a finished run is not run
     again (see flows/caching.py); ingestion always looks for new data."""
-    cfg = _validate(config)  # fail before any work
+    cfg = validated_config(config)  # fail before any work
     store = RunStore.from_config(cfg)
     ingested = ingest_task(config)
     done = markers(cfg, store, ingested.fingerprint)

@@ -19,13 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from flows.caching import run_cached
 from flows.pipeline import (
     IO_RETRIES,
-    _open,
-    _validate,
     ingest_task,
     markers,
+    open_run,
     secret_safe_flow,
     styles_task,
     train_task,
+    validated_config,
 )
 from ganpipe.store import RunStore
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 def trained_model_task(config: dict[str, Any], fingerprint: str) -> str | None:
     from ganpipe.stages.gate import trained_version_for
 
-    cfg, store, _ = _open(config)
+    cfg, store, _ = open_run(config)
     return trained_version_for(store, cfg.model_name, fingerprint)
 
 
@@ -51,7 +51,7 @@ def evaluate_task(config: dict[str, Any], model_uri: str | None = None) -> Evalu
     from ganpipe.stages.evaluate import evaluate
     from ganpipe.store import RunStore
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     model = None
     if model_uri is not None:
         model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
@@ -64,7 +64,7 @@ def model_report_task(config: dict[str, Any], model_uri: str) -> ReportResult:
     from ganpipe.stages.report import model_report
     from ganpipe.store import RunStore
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     model = ModelRef(RunStore(model_uri, cfg.store.storage_options), "")
     return model_report(cfg, store, model, registry)
 
@@ -75,7 +75,7 @@ def gate_task(config: dict[str, Any], trained: TrainResult) -> Decision:
     the challenger if it won and record the decision beside it."""
     from ganpipe.stages.gate import gate
 
-    cfg, store, registry = _open(config)
+    cfg, store, registry = open_run(config)
     decision = gate(cfg, store, trained, registry)
     get_run_logger().info("%s %s: %s", decision.action, decision.challenger,
                           "; ".join(decision.reasons))  # fmt: skip
@@ -87,7 +87,7 @@ def retrain(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Retrain on new data and promote only a model that is not worse. Returns a summary with
     ``action`` (skipped, promoted or kept), the dataset fingerprint, the model URI and both
     sets of metrics. ``force`` trains even when a model for this data exists."""
-    cfg = _validate(config)  # fail before any work
+    cfg = validated_config(config)  # fail before any work
     store = RunStore.from_config(cfg)
     config, cfg = _warm_start_from_champion(config, cfg, store)
     ingested = ingest_task(config)
@@ -122,7 +122,7 @@ def _warm_start_from_champion(config: dict[str, Any], cfg, store: RunStore):
     if start == cfg.train.init:
         return config, cfg
     config = {**config, "train": {**config.get("train", {}), "init": start}}
-    return config, _validate(config)
+    return config, validated_config(config)
 
 
 def _summary(trained: TrainResult, decision: Decision, reported: ReportResult) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 
 from ganpipe.config import load_config
 from ganpipe.errors import ConfigError
-from ganpipe.stages.report import Strips, _figure, _render, template_environment
+from ganpipe.stages.report_pages import Strips, figure, render_page, template_environment
 
 HOSTILE = '<script>alert("x")</script> it\'s'  # a style name as a dataset could label it
 
@@ -52,14 +52,14 @@ def batch_values(name: str = "circles") -> dict:
                 "real_count": 12,
                 "asked": 2,
                 "kept": 1,
-                "exemplars": [_figure(px)],
-                "kept_samples": [_figure(px, "seed 0")],
-                "rejected_samples": [_figure(px, name)],
+                "exemplars": [figure(px)],
+                "kept_samples": [figure(px, "seed 0")],
+                "rejected_samples": [figure(px, name)],
             }
         ],
         "reasons": [{"reason": name, "count": 1, "share": 0.5}],
         "strip": None,
-        "strips": Strips([(f"{name} → b", [_figure(px)])]),
+        "strips": Strips([(f"{name} → b", [figure(px)])]),
         "losses": None,
         "figures": {"kept": 1.0, name: 0.5},
         "stopped_early": False,
@@ -77,7 +77,7 @@ def model_values(name: str = "circles") -> dict:
         "style_count": 1,
         "steps": 60,
         "styles": [
-            {"name": name, "real_count": 12, "exemplars": [], "generated": [_figure(px, "seed 0")]}
+            {"name": name, "real_count": 12, "exemplars": [], "generated": [figure(px, "seed 0")]}
         ],
         "strips": Strips([], "one_style"),
         "grids": [],
@@ -98,7 +98,7 @@ def model_values(name: str = "circles") -> dict:
 
 
 def render(cfg, page: str, values: dict) -> str:
-    return _render(template_environment(cfg), page, **values)
+    return render_page(template_environment(cfg), page, **values)
 
 
 def test_data_is_escaped_never_markup(tmp_path):

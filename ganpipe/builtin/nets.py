@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 
-def _num_doublings(image_size: int) -> int:
+def num_doublings(image_size: int) -> int:
     n = int(math.log2(image_size)) - 2
     if image_size < 8 or 2 ** (n + 2) != image_size:
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
@@ -83,7 +83,7 @@ class DCGANGenerator(StyleConditioned):
         super().__init__()
         self.z_dim = z_dim
         self.image_size = image_size
-        n = _num_doublings(image_size)
+        n = num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
         self._init_condition(num_styles, cond_dim, style_embedding_dim)
         self.project = nn.Linear(z_dim + cond_dim, widths[0] * 16)
@@ -263,7 +263,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.minibatch, self.num_styles = check_minibatch(minibatch), num_styles
         self.pack = check_pack(pack)
-        n = _num_doublings(image_size)
+        n = num_doublings(image_size)
         widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
         layers: list[nn.Module] = [nn.Conv2d(3 * pack, widths[0], 3, 1, 1), nn.LeakyReLU(0.2)]
         for i in range(n):

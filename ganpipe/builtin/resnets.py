@@ -19,11 +19,11 @@ from torch.nn import functional as F
 from ganpipe.builtin.nets import (
     ConditionalBatchNorm,
     StyleConditioned,
-    _num_doublings,
     apply_spectral_norm,
     check_minibatch,
     check_pack,
     minibatch_feature,
+    num_doublings,
     pack_images,
     projection_logits,
     unpack_logits,
@@ -93,7 +93,7 @@ class ResNetGenerator(StyleConditioned):
         super().__init__()
         self.z_dim = z_dim
         self.image_size = image_size
-        n = _num_doublings(image_size)
+        n = num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
         self._init_condition(num_styles, cond_dim, style_embedding_dim)
         self.project = _glorot(nn.Linear(z_dim + cond_dim, widths[0] * 16))
@@ -173,7 +173,7 @@ class SNGANDiscriminator(nn.Module):
         super().__init__()
         self.minibatch, self.num_styles = check_minibatch(minibatch), num_styles
         self.pack = check_pack(pack)
-        downs = max(1, _num_doublings(image_size) - 1)  # to 8x8 (4x4 from 8 px)
+        downs = max(1, num_doublings(image_size) - 1)  # to 8x8 (4x4 from 8 px)
         widths = [min(channels * 2**i, max_channels) for i in range(downs + 1)]
         blocks = [DownBlock(3 * pack, widths[0], first=True)]
         blocks += [DownBlock(widths[i - 1], widths[i]) for i in range(1, downs)]

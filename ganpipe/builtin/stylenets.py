@@ -16,11 +16,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ganpipe.builtin.nets import (
-    _num_doublings,
     apply_spectral_norm,
     check_minibatch,
     check_pack,
     minibatch_feature,
+    num_doublings,
     pack_images,
     projection_logits,
     style_vectors,
@@ -91,7 +91,7 @@ class StyleGenerator(nn.Module):
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
         self.style_embedding_dim = style_embedding_dim
-        n = _num_doublings(image_size)
+        n = num_doublings(image_size)
         widths = [min(channels * 2 ** (n - i), max_channels) for i in range(n + 1)]
         self.embed = nn.Embedding(num_styles, w_dim)
         self.embed_continuous = (
@@ -192,7 +192,7 @@ class ResidualDiscriminator(nn.Module):
         super().__init__()
         self.minibatch, self.num_styles = check_minibatch(minibatch), num_styles
         self.pack = check_pack(pack)
-        n = _num_doublings(image_size)
+        n = num_doublings(image_size)
         widths = [min(channels * 2**i, max_channels) for i in range(n + 1)]
         self.from_rgb = nn.Conv2d(3 * pack, widths[0], 1)
         self.blocks = nn.Sequential(*[ResidualBlock(widths[i], widths[i + 1]) for i in range(n)])

@@ -5,8 +5,9 @@ typo fails in the first second instead of an hour into training. With no file at
 defaults run the built-in demo dataset end to end.
 
 The package is split by what changes together: ``sections`` (the pydantic models, one per
-section), ``loading`` (YAML, ``--set`` overrides, error messages) and ``masking`` (secrets and
-``${ENV_VAR}`` references). Everything is re-exported here, so callers import from
+section; those of generation, filtering and projection in ``output_sections``, what all share
+in ``section_base``), ``loading`` (YAML, ``--set`` overrides, error messages) and ``masking``
+(secrets and ``${ENV_VAR}`` references). Everything is re-exported here, so callers import from
 ``ganpipe.config`` only. It imports neither torch nor prefect: the CLI loads it for ``--help``.
 """
 
@@ -22,24 +23,26 @@ from ganpipe.config.loading import (
     validate_config,
 )
 from ganpipe.config.masking import masked_secrets, redact, resolve_env_refs
-from ganpipe.config.sections import (
+from ganpipe.config.output_sections import (
     DEFAULT_FILTERS,
-    Config,
-    DatasetConfig,
-    EvaluateConfig,
     FilterConfig,
     GenerateConfig,
     InterpolateConfig,
     MixingConfig,
+    ProjectConfig,
+    StyleRef,
+)
+from ganpipe.config.section_base import Section
+from ganpipe.config.sections import (
+    Config,
+    DatasetConfig,
+    EvaluateConfig,
     ModelConfig,
     OrchestrationConfig,
-    ProjectConfig,
     ReportConfig,
     RetrainConfig,
-    Section,
     StoreConfig,
     StyleConfig,
-    StyleRef,
     TrainConfig,
 )
 

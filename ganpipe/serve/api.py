@@ -32,6 +32,7 @@ from ganpipe.config import Config, validate_config
 from ganpipe.domain.model_pointers import ModelRef, champion
 from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.serve.render_queue import RenderQueue
+from ganpipe.serve.rendering import render_one, render_request
 from ganpipe.serve.security import safe_name, signed_in, token_matches
 from ganpipe.serve.store_views import CURATION, batch_manifest, read_curation, style_rows
 from ganpipe.store import RunStore, layout
@@ -256,56 +257,6 @@ def _batch_routes(app: FastAPI, store: RunStore, api: list) -> None:
         folder = layout.batch_dir(batch_id)
         files = ((p, store.read_bytes(f"{folder}/{p}")) for p in chosen["path"])
         return _zip_response(files, f"{batch_id}-{set}.zip")
-
-
-def render_request(config: Config, store: RunStore, model: ModelRef,
-                   renders: RenderQueue | None = None) -> tuple[list[str], list]:  # fmt: skip
-    """The images ``ganpipe generate`` would write for this config, as (names, encoded bytes),
-    without writing a batch; through ``renders`` (shared with concurrent callers) if given."""
-    from ganpipe.data.images import encode
-    from ganpipe.stages.generate import plan_batch
-
-    plan = plan_batch(config, store, model=model)
-    if len(plan.jobs) > config.serve.max_count:
-        raise ConfigError(
-            f"the request asks for {len(plan.jobs)} images, more than serve.max_count "
-            f"({config.serve.max_count})",
-            where="count",
-            fix="ask for fewer images per request, or run 'ganpipe generate' for a batch",
-        )
-    pixels = _render(plan, config, plan.jobs, renders)
-    r = plan.request
-    return [j.path for j in plan.jobs], [encode(p, r.format, r.quality, r.png_level)
-                                         for p in pixels]  # fmt: skip
-
-
-def render_one(config: Config, store: RunStore, model: ModelRef, t: float,
-               renders: RenderQueue | None = None) -> bytes:  # fmt: skip
-    """One image: the plan's first job, or with an interpolation the frame at ``t``."""
-    from dataclasses import replace
-
-    from ganpipe.data.images import encode
-    from ganpipe.stages.generate import plan_batch
-
-    plan = plan_batch(config, store, model=model)
-    job = plan.jobs[0] if plan.request.interpolation is None else replace(plan.jobs[0], t=t)
-    (pixels,) = _render(plan, config, [job], renders)
-    return encode(pixels, "png", plan.request.quality, plan.request.png_level)
-
-
-def _render(plan, config: Config, jobs: list, renders: RenderQueue | None):
-    """Pixels of ``jobs``: through the shared queue when the request has nothing of its own
-    beyond the model and truncation (a reference image's code is per request)."""
-    from ganpipe.generation.chunks import lazy_renderer
-    from ganpipe.registry import load_registry
-
-    def make():  # the plugins load only when no kept renderer fits (they cost a few ms)
-        return lazy_renderer(plan, load_registry(config))()
-
-    if renders is None or plan.reference is not None or plan.request.mixing is not None:
-        return make().render(jobs)
-    key = (plan.model.uri, plan.meta.get("version"), float(plan.request.truncation))
-    return renders.render(key, make, jobs)
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

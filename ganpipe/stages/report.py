@@ -7,6 +7,7 @@ interpolation strips between styles, the loss curves, the batch's figures and th
 evaluation. A model's report (``models/<name>/<version>/report.html``) shows what the model makes
 of each style, interpolation strips, the sample grids taken during training, the loss curves and
 its evaluation. The figures also go to ``metrics.json`` for machines.
+Drawing (figures, charts, the template environment) is ``report_pages``.
 
 This module gathers the data; the pages are jinja2 templates (``ganpipe/templates``), so a team
 can restyle or reword them without forking (``report.templates``). Templates receive plain
@@ -16,24 +17,28 @@ markup or run; the templates themselves are code and run as such.
 
 from __future__ import annotations
 
-import base64
 import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import jinja2
-import numpy as np
 import torch
 
-from ganpipe.config import Config, templates_folder
+from ganpipe.config import Config
 from ganpipe.contracts import ConditionalGenerator, supports
 from ganpipe.data.dataset import load_dataset, to_pixels
-from ganpipe.data.images import encode
 from ganpipe.domain.style_table import StyleTable
-from ganpipe.errors import ConfigError
 from ganpipe.generation.render import latent
 from ganpipe.registry import Registry, load_registry
 from ganpipe.stages.filter import batch_context
+from ganpipe.stages.report_pages import (
+    Figure,
+    Strips,
+    figure,
+    loss_chart,
+    png_figure,
+    render_page,
+    template_environment,
+)
 from ganpipe.stats import metrics as m
 from ganpipe.store import RunStore, layout
 from ganpipe.store.checkpoints import load_network
@@ -49,20 +54,6 @@ class ReportResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One picture of a page: a data URI and its caption (empty: none)."""
-
-    src: str
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Strips:
-    rows: list[tuple[str, list[Figure]]]  # (label, frames)
-    blocked: str | None = None  # "one_style" | "cannot_blend": why there are no rows
 
 
 def report(
@@ -86,9 +77,9 @@ def report(
 
     strip = None
     if out.exists(files.strip):  # an interpolation batch
-        strip = _png_figure(out.read_bytes(files.strip), "interpolation strip")
+        strip = png_figure(out.read_bytes(files.strip), "interpolation strip")
     generator, _ = load_network(model.store, model.folder, "generator", registry)
-    page = _render(
+    page = render_page(
         env,
         "batch_report.html.j2",
         batch_id=posixpath.basename(batch_folder),
@@ -102,7 +93,7 @@ def report(
         reasons=_reasons(manifest),
         strip=strip,
         strips=_strips(generator, ctx.table),
-        losses=_loss_chart(_read_metrics(model.store, model.folder)),
+        losses=loss_chart(_read_metrics(model.store, model.folder)),
         figures=figures,
         stopped_early=_stopped_early(training),
         evaluation=_evaluation(model),
@@ -158,12 +149,12 @@ def _batch_styles(manifest, ctx) -> list[dict[str, Any]]:
                 "real_count": table.sizes[s],
                 "asked": len(mine),
                 "kept": len(kept),
-                "exemplars": [_figure(px) for px in ex],
+                "exemplars": [figure(px) for px in ex],
                 "kept_samples": [
-                    _figure(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept[:SHOW]
+                    figure(fake_px[i], f"seed {manifest.at[i, 'seed']}") for i in kept[:SHOW]
                 ],
                 "rejected_samples": [
-                    _figure(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rejected
+                    figure(fake_px[i], str(manifest.at[i, "reject_reason"])) for i in rejected
                 ],
             }
         )
@@ -196,7 +187,7 @@ def model_report(
     dataset = load_dataset(store, config.dataset.name, meta["dataset_fingerprint"])
     training = _read_optional_json(model.store, files.training)
     figures = _training_figures(training)
-    page = _render(
+    page = render_page(
         env,
         "model_report.html.j2",
         model=meta["model"],
@@ -208,7 +199,7 @@ def model_report(
         styles=_model_styles(generator, table, dataset),
         strips=_strips(generator, table),
         grids=_training_grids(model),
-        losses=_loss_chart(_read_metrics(model.store, model.folder)),
+        losses=loss_chart(_read_metrics(model.store, model.folder)),
         figures=figures,
         stopped_early=_stopped_early(training),
         evaluation=_evaluation(model),
@@ -228,8 +219,8 @@ def _model_styles(generator, table: StyleTable, dataset) -> list[dict[str, Any]]
             {
                 "name": name,
                 "real_count": table.sizes[s],
-                "exemplars": [_figure(p) for p in ex],
-                "generated": [_figure(p, f"seed {i}") for i, p in enumerate(px)],
+                "exemplars": [figure(p) for p in ex],
+                "generated": [figure(p, f"seed {i}") for i, p in enumerate(px)],
             }
         )
     return sections
@@ -242,7 +233,7 @@ def _training_grids(model) -> list[Figure]:
     folder = posixpath.dirname(layout.ModelFiles(model.folder).step_samples(0))
     names = sorted(model.store.listdir(folder))
     return [
-        _png_figure(
+        png_figure(
             model.store.read_bytes(posixpath.join(folder, n)),
             n.removesuffix(".png").replace("-", " "),
         )
@@ -269,7 +260,7 @@ def _strips(generator, table: StyleTable) -> Strips:
                                               onehot[b].expand(FRAMES, -1), t))  # fmt: skip
         px = to_pixels(generator.render(z, cond))
         label = f"{table.names[a]} → {table.names[b]}"
-        rows.append((label, [_figure(p) for p in px]))
+        rows.append((label, [figure(p) for p in px]))
     return Strips(rows)
 
 
@@ -323,79 +314,3 @@ def _styles_quality(store: RunStore, meta: dict, encoder: str) -> dict[str, floa
     folder = layout.styles_dir(meta["dataset_fingerprint"], encoder)
     data = _read_optional_json(store, layout.StyleFiles(folder).table_json)
     return dict(data["result"].get("quality", {})) if data else {}
-
-
-def _figure(px: np.ndarray, caption: str = "") -> Figure:
-    return _png_figure(encode(px), caption)
-
-
-def _png_figure(png: bytes, caption: str = "") -> Figure:
-    return Figure(f"data:image/png;base64,{base64.b64encode(png).decode()}", caption)
-
-
-def _loss_chart(curves) -> dict[str, Any] | None:
-    """Loss curves as SVG coordinates (the template draws them); None without metrics."""
-    if curves is None or curves.empty:
-        return None
-    w, h, pad = 640, 220, 36
-    x = curves["step"].to_numpy(float)
-    series = [("loss_d", "#d9480f"), ("loss_g", "#1c7ed6")]
-    ys = np.concatenate([curves[k].to_numpy(float) for k, _ in series])
-    lo, hi = float(np.nanmin(ys)), float(np.nanmax(ys))
-    hi = hi if hi > lo else lo + 1
-    x0, x1 = float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1
-
-    def pt(xv, yv):
-        return (
-            pad + (xv - x0) / (x1 - x0) * (w - 2 * pad),
-            h - pad - (yv - lo) / (hi - lo) * (h - 2 * pad),
-        )
-
-    lines = [
-        {
-            "key": key,
-            "colour": colour,
-            "points": " ".join(f"{a:.1f},{b:.1f}" for a, b in map(pt, x, curves[key])),
-        }
-        for key, colour in series
-    ]
-    return {"width": w, "height": h, "pad": pad, "series": lines, "low": lo, "high": hi,
-            "first_step": int(x0), "last_step": int(x1)}  # fmt: skip
-
-
-def template_environment(config: Config) -> jinja2.Environment:
-    """The report templates: a team's ``report.templates`` folder first, then the built-in
-    ones, which stay reachable as ``ganpipe/<name>`` so a team template can extend the one it
-    replaces. Autoescape is on: data (style names, reasons) is escaped, never markup."""
-    builtin = jinja2.PackageLoader("ganpipe", "templates")
-    loaders: list[jinja2.BaseLoader] = [builtin]
-    folder = templates_folder(config)  # ConfigError naming report.templates when missing
-    if folder is not None:
-        loaders.insert(0, jinja2.FileSystemLoader(str(folder)))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([*loaders, jinja2.PrefixLoader({"ganpipe": builtin})]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,  # a misspelt name in a template fails, not blanks
-        keep_trailing_newline=True,
-    )
-    env.filters["fmt"] = format  # {{ x|fmt(".4g") }}: Python's format spec
-    return env
-
-
-def _render(env: jinja2.Environment, name: str, **values: Any) -> str:
-    """Render one page; a template that fails to load or render (a team's, usually) is
-    reported with the template's own message instead of a traceback."""
-    try:
-        return env.get_template(name).render(**values)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(
-            f"report template {exc.name or name} has a syntax error: {exc.message}",
-            where=f"{exc.filename or exc.name}, line {exc.lineno}",
-            fix="correct the template in report.templates",
-        ) from None
-    except jinja2.TemplateError as exc:
-        raise ConfigError(
-            f"report template {name} could not be rendered ({type(exc).__name__}: {exc})",
-            where="report.templates",
-            fix="compare the template with the built-in one of that name (ganpipe/templates)",
-        ) from None

@@ -10,15 +10,27 @@ step, so metrics come before checkpoints.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ganpipe.config import TrainConfig
-    from ganpipe.training.trainer import StepLosses, Trainer
+
+
+class Loop(Protocol):
+    """What observers ask of the training loop (``Trainer`` has it): this module does not
+    import the trainer, which imports it."""
+
+    world: Any  # training.distributed.World
+
+    def log_metrics(self, step_no: int, losses: Any) -> None: ...
+
+    def checkpoint(self, step_no: int) -> None: ...
+
+    def sample(self, step_no: int) -> None: ...
 
 
 class Observer(Protocol):
-    def after_step(self, trainer: Trainer, step_no: int, losses: StepLosses) -> None: ...
+    def after_step(self, trainer: Loop, step_no: int, losses: Any) -> None: ...
 
 
 class Metrics:
@@ -27,7 +39,7 @@ class Metrics:
     def __init__(self, every: int, last: int):
         self.every, self.last = every, last
 
-    def after_step(self, trainer: Trainer, step_no: int, losses: StepLosses) -> None:
+    def after_step(self, trainer: Loop, step_no: int, losses: Any) -> None:
         if step_no % self.every == 0 or step_no == self.last:
             trainer.log_metrics(step_no, losses)
 
@@ -39,7 +51,7 @@ class Checkpoints:
     def __init__(self, every: int, last: int):
         self.every, self.last = every, last
 
-    def after_step(self, trainer: Trainer, step_no: int, losses: StepLosses) -> None:
+    def after_step(self, trainer: Loop, step_no: int, losses: Any) -> None:
         if step_no % self.every == 0 and step_no < self.last:
             trainer.checkpoint(step_no)
 
@@ -50,7 +62,7 @@ class SampleGrids:
     def __init__(self, every: int | None):
         self.every = every
 
-    def after_step(self, trainer: Trainer, step_no: int, losses: StepLosses) -> None:
+    def after_step(self, trainer: Loop, step_no: int, losses: Any) -> None:
         if self.every and trainer.world.is_main and step_no % self.every == 0:
             trainer.sample(step_no)
 

@@ -98,7 +98,7 @@ def test_a_pipeline_run_on_s3_writes_and_logs_no_credentials(tmp_path, moto_prox
 
 
 def test_flow_parameters_reach_prefect_masked_and_a_masked_secret_is_refused(tmp_path):
-    from flows.pipeline import _validate, pipeline
+    from flows.pipeline import pipeline, validated_config
 
     data = secret_config(str(tmp_path), "http://127.0.0.1:9", "s3://b/images")
     stored = pipeline.serialize_parameters({"config": data})
@@ -106,7 +106,7 @@ def test_flow_parameters_reach_prefect_masked_and_a_masked_secret_is_refused(tmp
     assert stored["config"]["dataset"]["storage_options"]["secret"] == "${GP_TEST_SECRET}"
     # A run started from a deployment receives what Prefect stored: refused, clearly.
     with pytest.raises(ConfigError) as err:
-        _validate(stored["config"])
+        validated_config(stored["config"])
     assert "store.storage_options.secret" in err.value.message and "${ENV_VAR}" in err.value.fix
 
 
