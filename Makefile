@@ -14,7 +14,7 @@ else
 TORCH_INSTALL ?= torch --index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 $(BIN)/.installed: pyproject.toml plugins/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# The edit loop: no training, no browser (README's `make test` still runs everything).
+test-fast: $(BIN)/.installed
+	GANPIPE_TEST_FAST=1 $(BIN)/python -m pytest -m "not slow and not browser" -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check ganpipe flows plugins tests benchmarks

@@ -49,7 +49,7 @@ def direct(cfg) -> float:
 
 
 def through_prefect(cfg) -> float:
-    from flows.pipeline import pipeline
+    from ganpipe_flows.pipeline import pipeline
 
     start = time.perf_counter()
     pipeline(config=cfg.model_dump(mode="json"))
@@ -90,7 +90,7 @@ def main() -> None:
 
         # Per-task cost of generation chunks: one batch as many chunk tasks (the subflow the
         # generate_batch flow runs) vs one direct call making the same images.
-        from flows.generate_batch import generate_chunks
+        from ganpipe_flows.generate_batch import generate_chunks
         from ganpipe.stages.generate import plan_batch
 
         root = tempfile.mkdtemp(prefix="ganpipe-bench-chunks-")

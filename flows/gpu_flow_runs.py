@@ -1,4 +1,4 @@
-"""Flow runs on Kubernetes GPU pods: what ``python -m flows.deploy flow-run`` runs.
+"""Flow runs on Kubernetes GPU pods: what ``python -m ganpipe_flows.deploy flow-run`` runs.
 
 With one GPU it is ``prefect flow-run execute``. With several, and a flow that trains, it starts
 torchrun: rank 0 executes the flow run, and every other rank waits until rank 0's train stage
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flows.deployments import prefect_client
+from ganpipe_flows.deployments import prefect_client
 
 TRAINING_FLOWS = ("pipeline", "retrain")  # entrypoint functions whose runs train a model
 
@@ -52,7 +52,7 @@ def flow_run_main() -> None:
             print(f"ganpipe: {gpus} GPUs, training data-parallel under torchrun", flush=True)
             os.execv(sys.executable, [
                 sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={gpus}", "-m", "flows.deploy", "rank",
+                f"--nproc_per_node={gpus}", "-m", "ganpipe_flows.deploy", "rank",
             ])  # fmt: skip
     _execute_flow_run()
 

@@ -16,8 +16,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.caching import run_cached
-from flows.pipeline import (
+from ganpipe_flows.caching import run_cached
+from ganpipe_flows.pipeline import (
     IO_RETRIES,
     ingest_task,
     markers,

@@ -19,6 +19,25 @@ os.environ["GANPIPE_CACHE"] = os.path.join(_HOME, "cache")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+FAST = os.environ.get("GANPIPE_TEST_FAST") == "1"  # `make test-fast`: nothing that trains
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_training_in_fast_runs():
+    """Under ``make test-fast`` a test that would train a model in this process is skipped at
+    the moment it starts training (session-scoped, so before any fixture trains); end-to-end
+    tests that train in subprocesses are marked ``slow`` and deselected."""
+    if not FAST:
+        yield
+        return
+    from ganpipe.training.trainer import Trainer
+
+    def refuse(self):
+        pytest.skip("trains a model: left to 'make test'")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "fit", refuse)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def test_gradients_reach_the_input_and_the_draws_repeat():
     assert torch.equal(_run(x.detach(), ops, p=0.5), out.detach())
 
 
-def test_adaptive_augment_options():
+def test_ada_keeps_shapes_and_refuses_unknown_operations():
     x = _images()
     ada = AdaptiveAugment(p=0.6, pipeline="bgc", ops=["xflip", "hue"], cutout=0.0)
     assert ada(x, torch.Generator().manual_seed(0)).shape == x.shape

@@ -126,7 +126,7 @@ def test_deploy_finds_entrypoints_from_the_repository_root_only(tmp_path):
 def test_gpu_job_command_outside_a_flow_run_says_what_it_needs():
     env = {k: v for k, v in os.environ.items() if k != "PREFECT__FLOW_RUN_ID"}
     done = subprocess.run(
-        [sys.executable, "-m", "flows.deploy", "flow-run"], env=env, capture_output=True,
+        [sys.executable, "-m", "ganpipe_flows.deploy", "flow-run"], env=env, capture_output=True,
         text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and "PREFECT__FLOW_RUN_ID is not set" in done.stderr
@@ -156,7 +156,7 @@ def test_k8s_template_renders_a_gpu_job():
     job = apply_values(template["job_configuration"], {**defaults, "gpus": 4})
     (container,) = job["job_manifest"]["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
-    assert container["args"] == job["command"] == "python -m flows.deploy flow-run"
+    assert container["args"] == job["command"] == "python -m ganpipe_flows.deploy flow-run"
     assert container["image"] == "ganpipe-worker:cu124"
     assert container["env"]["PREFECT_API_URL"].endswith(":4200/api")
     assert container["env"]["GANPIPE_HOME"] == "/opt/ganpipe"
@@ -184,7 +184,7 @@ def test_k8s_template_is_a_valid_kubernetes_worker_job():
         job = asyncio.run(render())
     job.prepare_for_flow_run(FlowRun(id=uuid.uuid4(), name="run", flow_id=uuid.uuid4()))
     (container,) = job.job_manifest["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["python", "-m", "flows.deploy", "flow-run"]
+    assert container["args"] == ["python", "-m", "ganpipe_flows.deploy", "flow-run"]
     assert any(e["name"] == "PREFECT__FLOW_RUN_ID" for e in container["env"])
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_pipeline_flow_end_to_end(tmp_path, prefect_harness):
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline import pipeline
+    from ganpipe_flows.pipeline import pipeline
 
     cfg = load_config(None, tiny_overrides(tmp_path / "store", **{"train.steps": 80}))
     state = pipeline(config=cfg.model_dump(mode="json"), return_state=True)
@@ -102,7 +102,7 @@ def task_states(flow_run_id) -> dict[str, str]:
 
 def test_outside_plugins_selected_by_name_in_a_pipeline_run(tmp_path, prefect_harness):
     """The installed plugin packages in plugins/ (a style encoder and a loss), chosen in config."""
-    from flows.pipeline import pipeline
+    from ganpipe_flows.pipeline import pipeline
 
     cfg = load_config(
         None,

@@ -259,7 +259,7 @@ def test_chunks_one_at_a_time_as_tasks_would(root, tmp_path):
     )
 
 
-def test_generation_into_s3(root, s3_options):
+def test_a_batch_can_be_written_to_an_s3_store(root, s3_options):
     bucket, options = s3_options
     cfg = cfg_for(root, "generate.chunk_size=8", "generate.per_style=2")
     out = RunStore(f"s3://{bucket}/gen", options)
@@ -274,7 +274,7 @@ def test_generation_into_s3(root, s3_options):
 
 
 @pytest.mark.parametrize("name", ["dcgan", "stylegan"])
-def test_truncation(root, tmp_path, name):
+def test_truncation_pulls_samples_to_their_style_mean(root, tmp_path, name):
     store, out, ref = RunStore(str(root)), RunStore(str(tmp_path)), model(root, name)
 
     def images(psi: float) -> np.ndarray:
@@ -319,7 +319,7 @@ def test_interpolation_between_seeds_slerps_the_latent(root, tmp_path):
     assert not any(np.array_equal(frames[i], frames[i + 1]) for i in range(3))
 
 
-def test_style_mixing(root, tmp_path):
+def test_style_mixing_takes_fine_levels_from_another_style_or_seed(root, tmp_path):
     out, store, ref = RunStore(str(tmp_path)), RunStore(str(root)), model(root, "stylegan")
 
     def images(*extra) -> np.ndarray:

@@ -17,7 +17,7 @@ def trained(tmp_path_factory):
 
 def test_a_batch_is_a_few_chunk_tasks_and_reruns_write_nothing(trained, tmp_path,
                                                                  prefect_harness):  # fmt: skip
-    from flows.generate_batch import generate_batch
+    from ganpipe_flows.generate_batch import generate_batch
     from tests.test_flow import task_states
 
     cfg = load_config(None, tiny_overrides(trained, **{"generate.chunk_size": 10}))
@@ -48,7 +48,7 @@ def test_dask_cluster_gives_the_same_manifest_as_threads(trained, tmp_path, pref
     from distributed import LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    from flows.generate_batch import generate_batch
+    from ganpipe_flows.generate_batch import generate_batch
 
     cfg = load_config(None, tiny_overrides(trained, **{"generate.chunk_size": 6}))
     threads = generate_batch(config=cfg.model_dump(mode="json"), out=str(tmp_path / "threads"))

@@ -62,7 +62,7 @@ def _cycles(graph) -> list[list[str]]:
 
 def test_the_import_graph_has_no_cycle():
     """Every import counts, those inside functions and under TYPE_CHECKING included."""
-    graph = grimp.build_graph("ganpipe", "flows")
+    graph = grimp.build_graph("ganpipe", "ganpipe_flows")
     assert len(graph.modules) > 100  # the whole package was read, not an empty path
     assert _cycles(graph) == []
 
@@ -84,3 +84,19 @@ def test_the_layers_contract_holds():
     done = subprocess.run([str(script), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "ganpipe layers KEPT" in done.stdout
+
+
+def test_every_package_is_installed_and_the_flows_under_their_own_name():
+    """pyproject.toml lists the packages (the flows folder installs as ``ganpipe_flows``, a
+    name no other distribution can clash with): a new subpackage must be listed to ship."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ganpipe").rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == on_disk | {"ganpipe_flows"}
+    assert setuptools["package-dir"] == {"ganpipe_flows": "flows"}
+    import ganpipe_flows.pipeline
+
+    assert Path(ganpipe_flows.pipeline.__file__).resolve() == ROOT / "flows" / "pipeline.py"

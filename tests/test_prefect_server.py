@@ -135,7 +135,7 @@ def test_gpu_job_command_trains_on_two_ranks_in_one_flow_run(env, client, tmp_pa
     config = tiny_config(tmp_path / "store", plugins="[tests.fixture_plugins.ranks]")
     pod_env = {**env, "GPUS": "2", "GANPIPE_TEST_RANK_DIR": str(ranks)}
     command = template["variables"]["properties"]["command"]["default"].split()
-    assert command[1:] == ["-m", "flows.deploy", "flow-run"]
+    assert command[1:] == ["-m", "ganpipe_flows.deploy", "flow-run"]
 
     def run_pod():
         run = client.create_flow_run_from_deployment(deployment.id, parameters={"config": config})

@@ -19,6 +19,7 @@ from tests.conftest import tiny_overrides, train_tiny_model
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.skipif(
         chromium_binary() is None and os.environ.get("CI") != "true",
         reason="no chromium here (CI installs it: .ci/run)",

@@ -95,7 +95,7 @@ def test_a_challenger_that_ruins_one_style_is_caught():
 
 @pytest.mark.slow
 def test_retrain_skips_unchanged_data_and_gates_new_models(tmp_path, prefect_harness):
-    from flows.retrain import retrain
+    from ganpipe_flows.retrain import retrain
 
     data = write_demo_dataset(tmp_path / "data", per_style=10, size=32)
     base = tiny_overrides(tmp_path / "store", **{"dataset.sources": f"[{data}]",

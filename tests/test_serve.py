@@ -34,7 +34,7 @@ def served(tiny_model):
     return TestClient(create_app(cfg)), cfg, store, batch
 
 
-def test_models_and_styles(served):
+def test_the_api_lists_models_their_versions_and_styles(served):
     client, cfg, store, _ = served
     assert client.get("/healthz").json()["status"] == "ok"
     (model,) = client.get("/api/models").json()

@@ -72,6 +72,7 @@ def test_a_token_guards_the_studio_with_a_login(studio):
     assert client.get("/api/models").status_code == 200
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_binary() is None, reason="needs chromium (apt-get install chromium)")
 def test_a_person_generates_curates_with_the_keyboard_and_downloads(studio):
     cfg, store, batch = studio

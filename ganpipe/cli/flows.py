@@ -33,7 +33,7 @@ def run(
     def body():
         cfg = load(config, set_)
         prefect_defaults()
-        from flows.pipeline import pipeline
+        from ganpipe_flows.pipeline import pipeline
 
         return pipeline(config=cfg.model_dump(mode="json"))
 
@@ -61,7 +61,7 @@ def retrain(
     def body():
         cfg = load(config, set_)
         prefect_defaults()
-        from flows.retrain import retrain as retrain_flow
+        from ganpipe_flows.retrain import retrain as retrain_flow
 
         return retrain_flow(config=cfg.model_dump(mode="json"), force=force)
 
@@ -97,7 +97,7 @@ def deploy(
     scheduled retrains, generate-batch) with the server PREFECT_API_URL names."""
 
     def body():
-        from flows.deploy import deploy as register
+        from ganpipe_flows.deploy import deploy as register
 
         def say(line: str) -> None:
             console.print(line, highlight=False)

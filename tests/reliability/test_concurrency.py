@@ -230,7 +230,7 @@ def test_pipeline_runs_at_once_on_one_store_never_corrupt_each_other(tmp_path):
 
 
 def test_a_pipeline_run_generates_from_the_model_it_trained(tmp_path, prefect_harness):
-    from flows.pipeline import generate_task, train_task
+    from ganpipe_flows.pipeline import generate_task, train_task
     from ganpipe.stages.styles import styles
 
     root = tmp_path / "store"

@@ -112,7 +112,7 @@ def test_fuzzed_values_under_real_and_invented_keys(tmp_path_factory, capsys):
     assert_balanced(tally, "values", capsys)
 
 
-def test_fuzzed_yaml_text(tmp_path_factory, capsys):
+def test_any_yaml_text_is_loaded_or_refused_with_where_and_why(tmp_path_factory, capsys):
     tally: Counter[str] = Counter()
 
     @settings(FUZZ, max_examples=600)
@@ -128,7 +128,7 @@ def test_fuzzed_yaml_text(tmp_path_factory, capsys):
     assert_balanced(tally, "yaml", capsys)
 
 
-def test_fuzzed_set_overrides(capsys):
+def test_any_set_override_is_applied_or_refused_naming_its_key(capsys):
     tally: Counter[str] = Counter()
 
     @settings(FUZZ, max_examples=600)

@@ -77,7 +77,7 @@ def test_server_stopped_mid_write_and_restarted_the_flow_task_retries_and_comple
 ):
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline import ingest_task
+    from ganpipe_flows.pipeline import ingest_task
 
     moto, proxy, make_bucket = moto_proxy
     bucket = make_bucket()
@@ -103,7 +103,7 @@ def test_server_stopped_mid_write_and_restarted_the_flow_task_retries_and_comple
 def test_a_store_that_stays_down_ends_in_a_clear_message(
     moto_proxy, labelled_folder, prefect_harness, monkeypatch
 ):
-    import flows.pipeline as pipeline_module
+    import ganpipe_flows.pipeline as pipeline_module
 
     moto, proxy, make_bucket = moto_proxy
     overrides = s3_config(make_bucket(), proxy.endpoint, labelled_folder)
@@ -128,7 +128,7 @@ def test_a_store_that_stays_down_ends_in_a_clear_message(
 
 
 def test_a_missing_bucket_is_a_store_error_that_is_not_retried(moto_proxy, prefect_harness):
-    from flows.pipeline import _transient
+    from ganpipe_flows.pipeline import _transient
 
     moto, proxy, _ = moto_proxy
     store = RunStore("s3://no-such-bucket-here/runs", s3_store_options(proxy.endpoint))

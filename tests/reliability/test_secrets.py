@@ -98,7 +98,7 @@ def test_a_pipeline_run_on_s3_writes_and_logs_no_credentials(tmp_path, moto_prox
 
 
 def test_flow_parameters_reach_prefect_masked_and_a_masked_secret_is_refused(tmp_path):
-    from flows.pipeline import pipeline, validated_config
+    from ganpipe_flows.pipeline import pipeline, validated_config
 
     data = secret_config(str(tmp_path), "http://127.0.0.1:9", "s3://b/images")
     stored = pipeline.serialize_parameters({"config": data})
@@ -111,7 +111,7 @@ def test_flow_parameters_reach_prefect_masked_and_a_masked_secret_is_refused(tmp
 
 
 def test_the_retrain_flow_stores_its_parameters_masked(tmp_path):
-    from flows.retrain import retrain
+    from ganpipe_flows.retrain import retrain
 
     data = secret_config(str(tmp_path), "http://127.0.0.1:9", "s3://b/images")
     assert leaks(repr(retrain.serialize_parameters({"config": data})).encode()) == []
