@@ -90,8 +90,8 @@ def main() -> None:
 
         # Per-task cost of generation chunks: one batch as many chunk tasks (the subflow the
         # generate_batch flow runs) vs one direct call making the same images.
-        from ganpipe_flows.generate_batch import generate_chunks
         from ganpipe.stages.generate import plan_batch
+        from ganpipe_flows.generate_batch import generate_chunks
 
         root = tempfile.mkdtemp(prefix="ganpipe-bench-chunks-")
         base = config_for(root, 50)

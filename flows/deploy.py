@@ -1,9 +1,10 @@
 """Prefect deployments of ganpipe: the entry points.
 
 ``ganpipe deploy`` registers the deployments of ``deploy/prefect.yaml`` (``deploy``, in
-``flows/deployments.py``). ``python -m ganpipe_flows.deploy flow-run`` is the command of the Kubernetes
-GPU job template, and ``python -m ganpipe_flows.deploy rank`` what it starts under torchrun on a pod with
-several GPUs (``flows/gpu_flow_runs.py``).
+``flows/deployments.py``). ``python -m ganpipe_flows.deploy flow-run`` is the command of the
+Kubernetes GPU job template, and ``python -m ganpipe_flows.deploy rank`` what it starts under
+torchrun on a pod with several GPUs (``flows/gpu_flow_runs.py``). The flows folder installs as
+the package ``ganpipe_flows``.
 """
 
 from __future__ import annotations

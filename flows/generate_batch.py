@@ -16,8 +16,8 @@ from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ganpipe_flows.pipeline import IO_RETRIES, open_run, secret_safe_flow, validated_config
 from ganpipe.config import Config, validate_config
+from ganpipe_flows.pipeline import IO_RETRIES, open_run, secret_safe_flow, validated_config
 
 if TYPE_CHECKING:
     from ganpipe.generation.chunks import ChunkResult

@@ -22,12 +22,12 @@ from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ganpipe_flows.caching import CACHED, content_key, run_cached
-from ganpipe_flows.progress_artifacts import progress_artifacts
 from ganpipe.config import Config, masked_secrets, redact, validate_config
 from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.registry import load_registry
 from ganpipe.store import RunStore
+from ganpipe_flows.caching import CACHED, content_key, run_cached
+from ganpipe_flows.progress_artifacts import progress_artifacts
 
 if TYPE_CHECKING:
     from ganpipe.stages.filter import FilterResult

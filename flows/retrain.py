@@ -16,6 +16,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from ganpipe.store import RunStore
 from ganpipe_flows.caching import run_cached
 from ganpipe_flows.pipeline import (
     IO_RETRIES,
@@ -27,7 +28,6 @@ from ganpipe_flows.pipeline import (
     train_task,
     validated_config,
 )
-from ganpipe.store import RunStore
 
 if TYPE_CHECKING:
     from ganpipe.stages.evaluate import EvaluationResult

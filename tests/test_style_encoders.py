@@ -34,6 +34,7 @@ def test_default_encoder_separates_the_demo_styles(tmp_path):
     assert result.quality["nmi"] >= 0.9 and result.quality["purity"] >= 0.9
 
 
+@pytest.mark.slow
 def test_learning_encoder_trains_once_per_dataset_and_is_reused(tmp_path, monkeypatch):
     cfg, store = prepared(tmp_path, *CONTRASTIVE)
     result = styles(cfg, store)

@@ -229,9 +229,10 @@ def test_pipeline_runs_at_once_on_one_store_never_corrupt_each_other(tmp_path):
     assert current in (out["a"]["version"], out["b"]["version"])  # one of them, whole
 
 
+@pytest.mark.slow
 def test_a_pipeline_run_generates_from_the_model_it_trained(tmp_path, prefect_harness):
-    from ganpipe_flows.pipeline import generate_task, train_task
     from ganpipe.stages.styles import styles
+    from ganpipe_flows.pipeline import generate_task, train_task
 
     root = tmp_path / "store"
     base = tiny_overrides(root, **{"train.steps": 2, "train.sample_every": "null",

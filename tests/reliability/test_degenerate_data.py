@@ -100,6 +100,7 @@ def test_every_stage_works_or_says_what_is_too_small(tmp_path, name):
     step("model report", lambda: model_report(cfg, store, model))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["one image", "identical images"])
 def test_run_and_retrain_on_degenerate_data_end_clearly(tmp_path, name):
     folder = tmp_path / "images"

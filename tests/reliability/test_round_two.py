@@ -408,6 +408,7 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_train_answers_at_once_and_resumes(tmp_path):
     import signal
     import subprocess
